@@ -1,0 +1,51 @@
+# One entry point for people and CI: `make test`, `make demo`.
+SHELL := /bin/bash
+# The Lambda runtime is python3.12: use it when pyenv has it, else whatever python3 is (>= 3.11).
+PYTHON ?= $(shell (pyenv root >/dev/null 2>&1 && ls -d $$(pyenv root)/versions/3.12.*/bin/python3.12 2>/dev/null | tail -1) || command -v python3.12 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv lint typecheck cfn-lint unit integration test demo local simulate bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+cfn-lint: venv
+	@if [ -f template.yaml ]; then $(BIN)/cfn-lint template.yaml; fi
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+integration: venv
+	$(BIN)/pytest tests/integration -q
+
+test: lint typecheck cfn-lint
+	$(BIN)/pytest -q
+
+demo: venv
+	$(BIN)/python -m kling_local.demo
+
+local: venv
+	$(BIN)/kling-pipeline local
+
+simulate: venv
+	$(BIN)/kling-pipeline simulate --port 9100
+
+bench: venv
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .local out .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""kling-pipeline core: everything the Lambda functions share (the SAM layer)."""

@@ -1,0 +1,95 @@
+"""Typed configuration from the environment (same names locally and in Lambda), built once on first use.
+
+Secrets are referenced by name: when `PROVIDER_SECRET_NAME` / `SIGNING_SECRET_NAME` are set, their JSON
+values (cached by Powertools parameters) override the plain environment, so a deployed stack keeps keys
+in Secrets Manager while a developer can still export `KLING_ACCESS_KEY` locally.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECRET_MAX_AGE_S = 300
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Providers: a provider is enabled when its credentials are present.
+    kling_api_base_url: str = "https://api-singapore.klingai.com"
+    kling_access_key: SecretStr | None = None
+    kling_secret_key: SecretStr | None = None
+    evolink_api_base_url: str = "https://api.evolink.ai"
+    evolink_api_key: SecretStr | None = None
+    kling3api_base_url: str = "https://kling3api.com"
+    kling3api_api_key: SecretStr | None = None
+    # USD value of one kling3api credit (the seed prices in credits only); used to rank providers.
+    kling3api_usd_per_credit: float | None = None
+
+    # Secrets Manager names (deployed stacks); JSON objects whose keys are the variable names above.
+    provider_secret_name: str | None = None
+    signing_secret_name: str | None = None
+    callback_signing_secret: SecretStr | None = None
+    webhook_signing_secret: SecretStr | None = None
+
+    # Where providers reach our callback route (API Gateway stage URL or the local front door).
+    public_base_url: str | None = None
+
+    # Fallback timing (seconds) and the deadline after which a generation fails with `timeout`.
+    fallback_first_poll_s: int = Field(default=60, ge=1)
+    fallback_max_interval_s: int = Field(default=600, ge=1)
+    task_deadline_s: int = Field(default=7200, ge=1)
+
+    # Resources (set by template.yaml or the local stack).
+    aws_region: str = "us-east-1"
+    generations_table: str = "kling-generations"
+    idempotency_table: str = "kling-idempotency"
+    bucket_name: str = "kling-pipeline-media"
+    event_bus_name: str = "kling-pipeline"
+    ingest_queue_url: str | None = None
+    submit_queue_url: str | None = None
+    webhook_queue_url: str | None = None
+    state_machine_arn: str | None = None
+
+    # Local stack only.
+    local_api_keys: str | None = None
+    local_allow_private_webhooks: bool = False
+    local_allow_http_loopback: bool = False
+
+    http_timeout_s: float = 30.0
+    presign_ttl_s: int = 3600
+
+    def api_keys(self) -> dict[str, str]:
+        """`LOCAL_API_KEYS=key=tenant,key2=tenant2` as {key: tenant}."""
+        pairs = (item.split("=", 1) for item in (self.local_api_keys or "").split(",") if "=" in item)
+        return {key.strip(): tenant.strip() for key, tenant in pairs}
+
+
+def _secret_values(name: str) -> dict[str, Any]:
+    from aws_lambda_powertools.utilities import parameters
+
+    raw = parameters.get_secret(name, max_age=_SECRET_MAX_AGE_S)
+    value = json.loads(raw) if isinstance(raw, str) else json.loads(bytes(raw).decode())
+    return {key.lower(): val for key, val in value.items() if val not in (None, "")}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    settings = Settings()
+    overrides: dict[str, Any] = {}
+    for name in (settings.provider_secret_name, settings.signing_secret_name):
+        if name:
+            overrides.update(_secret_values(name))
+    if overrides:
+        settings = Settings(**{**settings.model_dump(exclude_unset=True), **overrides})
+    return settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the local stack change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Pure domain: request models, validation, statuses, pricing. No I/O here."""

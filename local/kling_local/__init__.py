@@ -1,0 +1,1 @@
+"""Local-only tooling: the provider simulator and the local stack. Never deployed."""
