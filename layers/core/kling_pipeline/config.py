@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     local_allow_private_webhooks: bool = False
     local_allow_http_loopback: bool = False
 
+    # Generations waiting for provider capacity are retried from the submit queue with this backoff.
+    submit_retry_base_s: int = Field(default=15, ge=1)
+    submit_retry_max_s: int = Field(default=900, ge=1, le=900)
+
     http_timeout_s: float = 30.0
     presign_ttl_s: int = 3600
 

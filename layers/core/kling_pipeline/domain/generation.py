@@ -1,0 +1,86 @@
+"""The generation resource (DESIGN.md §4): what we store, what the API returns, what events carry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from kling_pipeline.domain.request import GenerationRequest, Mode, Model
+from kling_pipeline.domain.status import Status
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Cost(BaseModel):
+    usd: Decimal | None = None
+    credits: Decimal | None = None
+    provider: str | None = None
+
+
+class Output(BaseModel):
+    """A finished video in our bucket; `url` is a fresh presigned GET added when the resource is served."""
+
+    s3_uri: str
+    bucket: str
+    key: str
+    url: str | None = None
+    bytes: int
+    sha256: str
+    content_type: str = "video/mp4"
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class GenerationError(BaseModel):
+    code: str
+    message: str
+
+
+class Generation(BaseModel):
+    id: str
+    tenant_id: str = Field(exclude=True)
+    status: Status
+    mode: Mode
+    model: Model
+    provider: str | None = None
+    provider_task_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    progress: int | None = None
+    request: GenerationRequest
+    estimated_cost: Cost | None = None
+    actual_cost: Cost | None = None
+    outputs: list[Output] = Field(default_factory=list)
+    error: GenerationError | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    source: str = "api"
+    submit_attempts: int = 0
+    deadline_at: datetime | None = None
+    # Set once the terminal event is on the bus; a terminal generation without it is announced again.
+    announced: bool = False
+    ingest_lease_until: datetime | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The JSON body users see (tenant and internal bookkeeping left out)."""
+        return self.model_dump(mode="json", exclude=_INTERNAL_FIELDS)
+
+
+_INTERNAL_FIELDS = {
+    "tenant_id",
+    "submit_attempts",
+    "deadline_at",
+    "source",
+    "announced",
+    "ingest_lease_until",
+}
+
+
+class GenerationPage(BaseModel):
+    items: list[Generation]
+    next_cursor: str | None = None

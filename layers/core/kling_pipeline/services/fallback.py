@@ -1,0 +1,53 @@
+"""One step of the fallback state machine: poll a generation whose callback may never come.
+
+The state machine only waits and loops; every decision is here, so it is testable and the definition
+stays a handful of states (about five transitions when the callback arrived on time).
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, Field
+
+from kling_pipeline.config import get_settings
+from kling_pipeline.domain.generation import utcnow
+from kling_pipeline.errors import ProviderError
+from kling_pipeline.observability import logger, metrics
+from kling_pipeline.services import lifecycle
+from kling_pipeline.services.download import DownloadFailed, LinkExpired
+from kling_pipeline.services.ingest import IngestBusy, IngestMessage, ingest
+from kling_pipeline.store.generations import get_generation_store
+
+
+class PollState(BaseModel):
+    generation_id: str
+    wait_s: int = Field(ge=1)
+    done: bool = False
+
+
+def poll_step(state: PollState) -> PollState:
+    generation = get_generation_store().get(state.generation_id)
+    if generation is None or generation.status.is_terminal:
+        if generation is not None:
+            lifecycle.announce(generation)
+        return state.model_copy(update={"done": True})
+    metrics.add_metric(name="FallbackPoll", unit=MetricUnit.Count, value=1)
+    try:
+        current = ingest(IngestMessage(generation_id=state.generation_id, reason="poll"))
+    except (IngestBusy, ProviderError, DownloadFailed, LinkExpired) as exc:
+        # Transient: poll again later; the deadline below still bounds how long we keep trying.
+        logger.info("poll did not settle", extra={"generation_id": generation.id, "reason": str(exc)})
+        current = generation
+    if current is not None and current.status.is_terminal:
+        return state.model_copy(update={"done": True})
+    if generation.deadline_at is not None and utcnow() >= generation.deadline_at:
+        logger.info("generation passed its deadline", extra={"generation_id": generation.id})
+        lifecycle.fail(generation.id, "timeout", "the provider did not finish before the deadline")
+        return state.model_copy(update={"done": True})
+    settings = get_settings()
+    next_wait = min(state.wait_s * 2, settings.fallback_max_interval_s)
+    if generation.deadline_at is not None:
+        # Never sleep past the deadline: the last poll lands on it.
+        remaining = int((generation.deadline_at - utcnow()).total_seconds()) + 1
+        next_wait = max(1, min(next_wait, remaining))
+    return state.model_copy(update={"wait_s": next_wait, "done": current is None})

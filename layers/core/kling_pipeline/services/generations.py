@@ -1,0 +1,205 @@
+"""Create, read, list, cancel and estimate generations: the core function every trigger calls.
+
+Create is the same for the API, S3 uploads and EventBridge (DESIGN.md §6.1): validate → write `queued`
+→ submit with a callback URL and our id as the provider's external id → `submitted` → start the fallback.
+A busy or unreachable provider leaves the generation `queued` and retried from the submit queue;
+only a final answer (bad request, content policy) fails it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel
+
+from kling_pipeline import messaging
+from kling_pipeline.config import get_settings
+from kling_pipeline.domain.generation import Cost, Generation, GenerationError, GenerationPage, utcnow
+from kling_pipeline.domain.pricing import Estimate
+from kling_pipeline.domain.request import GenerationRequest, parse_generation_request
+from kling_pipeline.domain.status import Status
+from kling_pipeline.errors import Conflict, NoProviderAvailable, ProviderError
+from kling_pipeline.ids import new_generation_id
+from kling_pipeline.observability import logger, metrics
+from kling_pipeline.providers.base import ProviderName
+from kling_pipeline.providers.registry import get_providers, get_router
+from kling_pipeline.services import lifecycle
+from kling_pipeline.services.inputs import check_s3_inputs, with_presigned_inputs
+from kling_pipeline.services.tokens import callback_token
+from kling_pipeline.store.generations import get_generation_store
+from kling_pipeline.store.media import get_media_store
+
+
+class SubmitMessage(BaseModel):
+    generation_id: str
+
+
+def validated_request(
+    body: Mapping[str, Any], *, tenant_id: str, s3_prefixes: Sequence[str] | None = None
+) -> GenerationRequest:
+    """Every check that can fail on the caller's input, before anything is written or spent."""
+    request = parse_generation_request(body)
+    return check_s3_inputs(request, allowed_prefixes=s3_prefixes or (f"inputs/{tenant_id}/",))
+
+
+def create_generation(
+    body: Mapping[str, Any], *, tenant_id: str, source: str = "api", s3_prefixes: Sequence[str] | None = None
+) -> Generation:
+    request = validated_request(body, tenant_id=tenant_id, s3_prefixes=s3_prefixes)
+    estimate = quote(request)
+    now = utcnow()
+    generation = Generation(
+        id=new_generation_id(),
+        tenant_id=tenant_id,
+        status=Status.QUEUED,
+        mode=request.mode,
+        model=request.model,
+        created_at=now,
+        updated_at=now,
+        progress=0,
+        request=request,
+        estimated_cost=_estimated_cost(estimate, request),
+        metadata=request.metadata,
+        source=source,
+        deadline_at=now + timedelta(seconds=get_settings().task_deadline_s),
+    )
+    get_generation_store().create(generation)
+    logger.append_keys(generation_id=generation.id)
+    return submit(generation)
+
+
+def submit(generation: Generation) -> Generation:
+    """Hand a queued generation to the cheapest provider that takes it; never fails it for being busy."""
+    store = get_generation_store()
+    try:
+        provider, task = get_router().submit(
+            with_presigned_inputs(generation.request),
+            callback_url_for=lambda name: callback_url(name, generation.id),
+            external_task_id=generation.id,
+        )
+    except NoProviderAvailable as exc:
+        return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
+    except ProviderError as exc:
+        if exc.kind == "final":
+            return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
+        return _queue_for_retry(generation, exc)
+    submitted = store.transition(
+        generation.id, Status.SUBMITTED, provider=provider.value, provider_task_id=task.task_id, progress=0
+    )
+    if submitted is None:
+        # Canceled while we were submitting: don't leave a paid task running where we can stop it.
+        current = _reread(generation)
+        _cancel_at_provider(provider, task.task_id)
+        store.update(
+            generation.id,
+            lambda g: g.model_copy(update={"provider": provider.value, "provider_task_id": task.task_id}),
+        )
+        return current
+    metrics.add_metric(name="GenerationSubmitted", unit=MetricUnit.Count, value=1)
+    messaging.start_fallback(generation.id, first_wait_s=get_settings().fallback_first_poll_s)
+    return submitted
+
+
+def get_generation(tenant_id: str, generation_id: str) -> Generation:
+    return _with_download_urls(get_generation_store().get_for_tenant(tenant_id, generation_id))
+
+
+def list_generations(
+    tenant_id: str, *, status: Status | None, limit: int, cursor: str | None
+) -> GenerationPage:
+    page = get_generation_store().list_for_tenant(tenant_id, status=status, limit=limit, cursor=cursor)
+    return page.model_copy(update={"items": [_with_download_urls(item) for item in page.items]})
+
+
+def cancel_generation(tenant_id: str, generation_id: str) -> Generation:
+    store = get_generation_store()
+    generation = store.get_for_tenant(tenant_id, generation_id)
+    if generation.status is Status.CANCELED:
+        return generation
+    canceled = store.transition(
+        generation_id,
+        Status.CANCELED,
+        error=GenerationError(code="canceled", message="canceled by the caller"),
+    )
+    if canceled is None:
+        current = store.get_for_tenant(tenant_id, generation_id)
+        if current.status is Status.CANCELED:
+            return current
+        raise Conflict(f"generation {generation_id} is already {current.status.value}")
+    if canceled.provider and canceled.provider_task_id:
+        _cancel_at_provider(ProviderName(canceled.provider), canceled.provider_task_id)
+    messaging.stop_fallback(generation_id)
+    metrics.add_metric(name="GenerationCanceled", unit=MetricUnit.Count, value=1)
+    return canceled
+
+
+def estimate_generation(body: Mapping[str, Any], *, tenant_id: str) -> Estimate:
+    return quote(validated_request(body, tenant_id=tenant_id))
+
+
+def quote(request: GenerationRequest) -> Estimate:
+    """Per-provider prices; raises when no enabled provider (or not the pinned one) can run the request."""
+    router = get_router()
+    router.plan(request)
+    return router.estimate(request)
+
+
+def callback_url(provider: ProviderName, generation_id: str) -> str | None:
+    base = get_settings().public_base_url
+    if not base:
+        return None  # no public endpoint: the fallback poller is the only completion signal
+    path = f"/v1/callbacks/{provider.value}/{generation_id}"
+    return f"{base.rstrip('/')}{path}?token={callback_token(generation_id)}"
+
+
+def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation:
+    settings = get_settings()
+    attempts = generation.submit_attempts + 1
+    delay = min(settings.submit_retry_max_s, settings.submit_retry_base_s * 2 ** min(attempts - 1, 10))
+    delay = int(delay * random.uniform(0.5, 1.0)) or 1  # full-ish jitter spreads a burst
+    updated = get_generation_store().update(
+        generation.id,
+        lambda g: g.model_copy(update={"submit_attempts": attempts}) if g.status is Status.QUEUED else None,
+    )
+    messaging.send(settings.submit_queue_url, SubmitMessage(generation_id=generation.id), delay_s=delay)
+    metrics.add_metric(name="GenerationQueued", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "providers busy; generation stays queued",
+        extra={"generation_id": generation.id, "reason": error.code, "retry_in_s": delay},
+    )
+    return updated or _reread(generation)
+
+
+def _cancel_at_provider(provider: ProviderName, task_id: str) -> None:
+    try:
+        get_providers()[provider].cancel(task_id)
+    except (ProviderError, KeyError) as exc:
+        logger.warning("provider-side cancel failed", extra={"task_id": task_id, "reason": str(exc)})
+
+
+def _estimated_cost(estimate: Estimate, request: GenerationRequest) -> Cost | None:
+    chosen = request.provider or estimate.chosen
+    quote = next((item for item in estimate.quotes if item.provider == chosen), None)
+    if quote is None:
+        return None
+    return Cost(usd=quote.usd, credits=quote.credits, provider=quote.provider.value)
+
+
+def _with_download_urls(generation: Generation) -> Generation:
+    if not generation.outputs:
+        return generation
+    media = get_media_store()
+    ttl = get_settings().presign_ttl_s
+    outputs = [
+        output.model_copy(update={"url": media.presign_get(output.bucket, output.key, ttl)})
+        for output in generation.outputs
+    ]
+    return generation.model_copy(update={"outputs": outputs})
+
+
+def _reread(generation: Generation) -> Generation:
+    return get_generation_store().get(generation.id) or generation

@@ -1,0 +1,207 @@
+"""Ingest: ask the provider what really happened, then store the videos and record the outcome.
+
+Used by the callback path (via the ingest queue) and by the fallback poller (inline), so both agree.
+A callback body is never read here: the provider's own answer to a query is the only truth.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel
+
+from kling_pipeline.domain.generation import Cost, Generation, Output, utcnow
+from kling_pipeline.domain.media import NotAnMp4
+from kling_pipeline.domain.status import Status
+from kling_pipeline.observability import logger, metrics
+from kling_pipeline.providers.base import Provider, ProviderName, ProviderTask
+from kling_pipeline.providers.registry import get_providers
+from kling_pipeline.services import lifecycle
+from kling_pipeline.services.download import LinkExpired, open_download
+from kling_pipeline.store.generations import get_generation_store
+from kling_pipeline.store.media import MediaStore, StoredVideo, get_media_store
+
+# One ingest at a time per generation: a duplicate callback arriving mid-download skips instead of
+# downloading the same video twice. A crashed holder's lease simply runs out.
+LEASE = timedelta(minutes=15)
+
+
+class IngestMessage(BaseModel):
+    generation_id: str
+    reason: str = "callback"
+
+
+class IngestBusy(Exception):
+    """Another worker holds the ingest lease; the message is retried later."""
+
+
+def ingest(message: IngestMessage) -> Generation | None:
+    """Bring the generation up to date with the provider; returns it as stored afterwards."""
+    store = get_generation_store()
+    generation = store.get(message.generation_id)
+    if generation is None:
+        logger.warning("ingest for an unknown generation", extra={"generation_id": message.generation_id})
+        return None
+    if generation.status is Status.CANCELED:
+        _record_canceled_cost(generation)
+        return generation
+    if generation.status.is_terminal:
+        lifecycle.announce(generation)  # no-op unless a crash came between the write and the event
+        return generation
+    if generation.provider is None or generation.provider_task_id is None:
+        return generation  # still queued for submission: nothing to ask the provider yet
+    task = _provider(generation).query(generation.provider_task_id)
+    return apply_task(generation, task)
+
+
+def apply_task(generation: Generation, task: ProviderTask) -> Generation | None:
+    """Record what the provider says; the status only ever moves forward."""
+    store = get_generation_store()
+    if task.status is Status.FAILED:
+        error = task.error
+        return lifecycle.fail(
+            generation.id,
+            error.code if error else "provider_error",
+            error.message if error else "the provider reported a failure without a message",
+            actual_cost=_cost(generation, task),
+        )
+    if task.status is Status.SUCCEEDED:
+        return _store_outputs(generation, task)
+    updated = store.transition(generation.id, task.status, progress=task.progress)
+    if updated is None and task.progress is not None:
+
+        def progress(current: Generation) -> Generation | None:
+            if current.status.is_terminal or (current.progress or 0) >= task.progress:  # type: ignore[operator]
+                return None
+            return current.model_copy(update={"progress": task.progress})
+
+        updated = store.update(generation.id, progress)
+    return updated or store.get(generation.id)
+
+
+def _store_outputs(generation: Generation, task: ProviderTask) -> Generation | None:
+    store = get_generation_store()
+    if not _take_lease(generation.id):
+        raise IngestBusy(f"{generation.id} is being ingested by another worker")
+    try:
+        outputs = _download_all(generation, task)
+    except NotAnMp4 as exc:
+        _release_lease(generation.id)
+        return lifecycle.fail(generation.id, "invalid_output", f"the provider's file is not a valid MP4: {exc}")
+    except BaseException:
+        _release_lease(generation.id)
+        raise
+    if not outputs:
+        return lifecycle.fail(
+            generation.id, "provider_error", "the provider reported success without a video"
+        )
+    result = lifecycle.succeed(generation.id, outputs, _cost(generation, task))
+    if result is None:
+        # Lost the race to a cancel or another writer: the record decides, the objects stay as evidence.
+        current = store.get(generation.id)
+        if current is not None and current.status is Status.CANCELED:
+            _record_late_cost(generation.id, _cost(generation, task))
+        return current
+    return result
+
+
+def _download_all(generation: Generation, task: ProviderTask) -> list[Output]:
+    started = utcnow()
+    media = get_media_store()
+    outputs: list[Output] = []
+    for index in range(len(task.outputs)):
+        key = f"outputs/{generation.tenant_id}/{generation.id}/video-{index + 1}.mp4"
+        url = task.outputs[index].url
+        try:
+            stored = _download(media, key, url, source=generation.id)
+        except LinkExpired:
+            # Provider links expire (24 h); a fresh query hands out a fresh link, once.
+            logger.info(
+                "download link expired; asking the provider again", extra={"generation_id": generation.id}
+            )
+            fresh = _provider(generation).query(task.task_id)
+            stored = _download(media, key, fresh.outputs[index].url, source=generation.id)
+        metrics.add_metric(name="IngestBytes", unit=MetricUnit.Bytes, value=stored.bytes)
+        outputs.append(
+            Output(
+                s3_uri=stored.s3_uri,
+                bucket=stored.bucket,
+                key=stored.key,
+                bytes=stored.bytes,
+                sha256=stored.sha256,
+                duration_s=stored.summary.duration_s,
+                width=stored.summary.width,
+                height=stored.summary.height,
+            )
+        )
+    metrics.add_metric(
+        name="DownloadToStoredSeconds", unit=MetricUnit.Seconds, value=(utcnow() - started).total_seconds()
+    )
+    return outputs
+
+
+def _download(media: MediaStore, key: str, url: str, *, source: str) -> StoredVideo:
+    with open_download(url) as chunks:
+        return media.store_video(key, chunks, source=source)
+
+
+def _take_lease(generation_id: str) -> bool:
+    now = utcnow()
+
+    def lease(current: Generation) -> Generation | None:
+        if current.status.is_terminal:
+            return None
+        if current.ingest_lease_until is not None and current.ingest_lease_until > now:
+            return None
+        return current.model_copy(update={"ingest_lease_until": now + LEASE})
+
+    return get_generation_store().update(generation_id, lease) is not None
+
+
+def _release_lease(generation_id: str) -> None:
+    def release(current: Generation) -> Generation | None:
+        return (
+            None
+            if current.ingest_lease_until is None
+            else current.model_copy(update={"ingest_lease_until": None})
+        )
+
+    get_generation_store().update(generation_id, release)
+
+
+def _record_canceled_cost(generation: Generation) -> None:
+    """A canceled task may still finish (and be charged) at the provider: keep the cost, ignore the video."""
+    if (
+        generation.actual_cost is not None
+        or generation.provider is None
+        or generation.provider_task_id is None
+    ):
+        return
+    task = _provider(generation).query(generation.provider_task_id)
+    if task.status.is_terminal:
+        _record_late_cost(generation.id, _cost(generation, task))
+
+
+def _record_late_cost(generation_id: str, cost: Cost | None) -> None:
+    if cost is None:
+        return
+
+    def record(current: Generation) -> Generation | None:
+        return current.model_copy(update={"actual_cost": cost})
+
+    get_generation_store().update(generation_id, record)
+
+
+def _cost(generation: Generation, task: ProviderTask) -> Cost | None:
+    if task.cost is None:
+        return None
+    return Cost(usd=task.cost.usd, credits=task.cost.credits, provider=generation.provider)
+
+
+def _provider(generation: Generation) -> Provider:
+    providers = get_providers()
+    name = ProviderName(str(generation.provider))
+    if name not in providers:
+        raise RuntimeError(f"provider {name} is no longer configured; cannot ask about {generation.id}")
+    return providers[name]

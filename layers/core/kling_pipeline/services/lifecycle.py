@@ -1,0 +1,83 @@
+"""Terminal transitions, in one place: the conditional write, then the event and the metrics.
+
+Whoever gets there first (callback ingest, fallback poll, submitter, cancel) wins the compare-and-set;
+everyone else gets None back and publishes nothing, so each generation announces exactly one outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from kling_pipeline import messaging
+from kling_pipeline.domain.generation import Cost, Generation, GenerationError, Output, utcnow
+from kling_pipeline.domain.status import Status
+from kling_pipeline.observability import logger, metrics
+from kling_pipeline.store.generations import get_generation_store
+
+SUCCEEDED_EVENT = "Generation Succeeded"
+FAILED_EVENT = "Generation Failed"
+
+
+def succeed(generation_id: str, outputs: list[Output], actual_cost: Cost | None) -> Generation | None:
+    generation = get_generation_store().transition(
+        generation_id, Status.SUCCEEDED, outputs=outputs, actual_cost=actual_cost, progress=100, error=None
+    )
+    if generation is not None:
+        metrics.add_metric(name="GenerationSucceeded", unit=MetricUnit.Count, value=1)
+        if actual_cost is not None and actual_cost.usd is not None:
+            metrics.add_metric(name="GenerationCostUsd", unit=MetricUnit.NoUnit, value=float(actual_cost.usd))
+        latency = (utcnow() - generation.created_at).total_seconds()
+        metrics.add_metric(name="RequestToStoredSeconds", unit=MetricUnit.Seconds, value=latency)
+        announce(generation)
+    return generation
+
+
+def fail(generation_id: str, code: str, message: str, actual_cost: Cost | None = None) -> Generation | None:
+    generation = get_generation_store().transition(
+        generation_id,
+        Status.FAILED,
+        error=GenerationError(code=code, message=message),
+        actual_cost=actual_cost,
+    )
+    if generation is not None:
+        metrics.add_metric(name="GenerationFailed", unit=MetricUnit.Count, value=1)
+        logger.info("generation failed", extra={"generation_id": generation_id, "code": code})
+        announce(generation)
+    return generation
+
+
+def event_detail(generation: Generation) -> dict[str, Any]:
+    """The `Generation Succeeded` / `Generation Failed` detail (docs/events): no presigned URLs in events."""
+    return {
+        "id": generation.id,
+        "tenant_id": generation.tenant_id,
+        "status": generation.status.value,
+        "mode": generation.mode.value,
+        "model": generation.model.value,
+        "provider": generation.provider,
+        "provider_task_id": generation.provider_task_id,
+        "outputs": [output.model_dump(mode="json", exclude={"url"}) for output in generation.outputs],
+        "estimated_cost": generation.estimated_cost.model_dump(mode="json")
+        if generation.estimated_cost
+        else None,
+        "actual_cost": generation.actual_cost.model_dump(mode="json") if generation.actual_cost else None,
+        "error": generation.error.model_dump(mode="json") if generation.error else None,
+        "metadata": generation.metadata,
+        "created_at": generation.created_at.isoformat(),
+        "updated_at": generation.updated_at.isoformat(),
+    }
+
+
+def announce(generation: Generation) -> None:
+    """Publish the terminal event, then remember it was published (at least once, never skipped)."""
+    if generation.status is Status.CANCELED or generation.announced:
+        return
+    detail_type = SUCCEEDED_EVENT if generation.status is Status.SUCCEEDED else FAILED_EVENT
+    messaging.publish(detail_type, event_detail(generation))
+
+    def mark(current: Generation) -> Generation | None:
+        return None if current.announced else current.model_copy(update={"announced": True})
+
+    get_generation_store().update(generation.id, mark)
