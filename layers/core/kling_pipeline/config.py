@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     submit_retry_base_s: int = Field(default=15, ge=1)
     submit_retry_max_s: int = Field(default=900, ge=1, le=900)
 
-    http_timeout_s: float = 30.0
+    # Keeps a submit with its retries inside API Gateway's 29 s integration timeout.
+    http_timeout_s: float = 8.0
     presign_ttl_s: int = 3600
 
     def api_keys(self) -> dict[str, str]:

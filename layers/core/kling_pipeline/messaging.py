@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from kling_pipeline import aws
 from kling_pipeline.config import get_settings
@@ -38,7 +38,7 @@ def send(queue_url: str | None, message: BaseModel, *, delay_s: int = 0) -> None
 @retry(
     retry=retry_if_exception_type(EventsNotDelivered),
     stop=stop_after_attempt(4),
-    wait=wait_exponential_jitter(initial=0.2, max=3),
+    wait=wait_exponential(multiplier=0.2, max=3) + wait_random(0, 0.2),
     reraise=True,
 )
 def publish(detail_type: str, detail: dict[str, Any]) -> None:

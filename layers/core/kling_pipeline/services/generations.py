@@ -25,13 +25,15 @@ from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import Conflict, NoProviderAvailable, ProviderError
 from kling_pipeline.ids import new_generation_id
 from kling_pipeline.observability import logger, metrics
-from kling_pipeline.providers.base import ProviderName
+from kling_pipeline.providers.base import ProviderName, ProviderTask
 from kling_pipeline.providers.registry import get_providers, get_router
 from kling_pipeline.services import lifecycle
 from kling_pipeline.services.inputs import check_s3_inputs, with_presigned_inputs
 from kling_pipeline.services.tokens import callback_token
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.media import get_media_store
+
+_SAFETY_NET_S = 120
 
 
 class SubmitMessage(BaseModel):
@@ -69,12 +71,16 @@ def create_generation(
     )
     get_generation_store().create(generation)
     logger.append_keys(generation_id=generation.id)
+    # Safety net: if this process dies before the submit is recorded, the submitter picks it up.
+    safety_net = SubmitMessage(generation_id=generation.id)
+    messaging.send(get_settings().submit_queue_url, safety_net, delay_s=_SAFETY_NET_S)
     return submit(generation)
 
 
 def submit(generation: Generation) -> Generation:
     """Hand a queued generation to the cheapest provider that takes it; never fails it for being busy."""
-    store = get_generation_store()
+    if generation.submit_attempts > 0 and (adopted := _adopt_existing(generation)) is not None:
+        return adopted
     try:
         provider, task = get_router().submit(
             with_presigned_inputs(generation.request),
@@ -87,17 +93,23 @@ def submit(generation: Generation) -> Generation:
         if exc.kind == "final":
             return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
         return _queue_for_retry(generation, exc)
+    return _record_submitted(generation, provider, task)
+
+
+def _record_submitted(generation: Generation, provider: ProviderName, task: ProviderTask) -> Generation:
+    store = get_generation_store()
     submitted = store.transition(
         generation.id, Status.SUBMITTED, provider=provider.value, provider_task_id=task.task_id, progress=0
     )
     if submitted is None:
-        # Canceled while we were submitting: don't leave a paid task running where we can stop it.
         current = _reread(generation)
-        _cancel_at_provider(provider, task.task_id)
-        store.update(
-            generation.id,
-            lambda g: g.model_copy(update={"provider": provider.value, "provider_task_id": task.task_id}),
-        )
+        if current.status is Status.CANCELED and current.provider_task_id is None:
+            # Canceled while we were submitting: stop the paid task where we can, and remember it.
+            _cancel_at_provider(provider, task.task_id)
+            store.update(
+                generation.id,
+                lambda g: g.model_copy(update={"provider": provider.value, "provider_task_id": task.task_id}),
+            )
         return current
     metrics.add_metric(name="GenerationSubmitted", unit=MetricUnit.Count, value=1)
     messaging.start_fallback(generation.id, first_wait_s=get_settings().fallback_first_poll_s)
@@ -154,6 +166,19 @@ def callback_url(provider: ProviderName, generation_id: str) -> str | None:
         return None  # no public endpoint: the fallback poller is the only completion signal
     path = f"/v1/callbacks/{provider.value}/{generation_id}"
     return f"{base.rstrip('/')}{path}?token={callback_token(generation_id)}"
+
+
+def _adopt_existing(generation: Generation) -> Generation | None:
+    """A retried submit first asks providers that can look tasks up by our id: never pay twice."""
+    for name, provider in get_providers().items():
+        try:
+            task = provider.find_by_external_id(generation.id)
+        except ProviderError:
+            continue
+        if task is not None:
+            logger.info("adopting the task of an earlier attempt", extra={"generation_id": generation.id})
+            return _record_submitted(generation, name, task)
+    return None
 
 
 def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation:

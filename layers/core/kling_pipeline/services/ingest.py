@@ -88,7 +88,7 @@ def _store_outputs(generation: Generation, task: ProviderTask) -> Generation | N
         outputs = _download_all(generation, task)
     except NotAnMp4 as exc:
         _release_lease(generation.id)
-        return lifecycle.fail(generation.id, "invalid_output", f"the provider's file is not a valid MP4: {exc}")
+        return lifecycle.fail(generation.id, "invalid_output", f"the provider's file was rejected: {exc}")
     except BaseException:
         _release_lease(generation.id)
         raise

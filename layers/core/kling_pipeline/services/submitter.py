@@ -19,4 +19,4 @@ def retry_submission(message: SubmitMessage) -> None:
     if generation.deadline_at is not None and utcnow() >= generation.deadline_at:
         lifecycle.fail(generation.id, "timeout", "no provider had capacity before the deadline")
         return
-    submit(generation)
+    submit(generation.model_copy(update={"submit_attempts": max(1, generation.submit_attempts)}))
