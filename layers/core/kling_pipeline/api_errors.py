@@ -7,14 +7,14 @@ both answer in the same shape:
     {"error": {"code": "validation_error", "message": "...", "details": [{"field": "...", "issue": "..."}]}}
 
 Mapping is by exception class and its `code`/`status_code` attributes, never by message text. Anything
-unexpected becomes a 500 whose body carries only the Lambda request id: the stack trace goes to the log,
-never to the caller. Provider failures (502) get a fixed message, because a provider's own text can name
+unexpected becomes a 500 whose body carries only the request id: the stack trace goes to the log, never
+to the caller. Provider failures (502) get a fixed message, because a provider's own text can name
 accounts, quotas or internal hosts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -25,8 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
-from kling_pipeline.domain.validation import RuleViolations, field_path, invalid_input
-from kling_pipeline.domain.validation import _message as issue_message
+from kling_pipeline.domain.validation import invalid_input, issues_from_errors
 from kling_pipeline.errors import FieldIssue, PipelineError, ProviderError
 from kling_pipeline.observability import logger
 
@@ -126,28 +125,12 @@ def request_validation_response(exc: RequestValidationError) -> Response[dict[st
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
         return error_response(HTTPStatus.BAD_REQUEST, "invalid_json", "request body is not valid JSON")
-    issues = _issues_from_errors({**error, "loc": tuple(error.get("loc", ()))[1:]} for error in errors)
+    issues = issues_from_errors(
+        cast(Any, {**error, "loc": tuple(error.get("loc", ()))[1:]}) for error in errors
+    )
     if not issues:  # pragma: no cover - Powertools never raises without errors
         issues = [FieldIssue("body", "is invalid")]
     return pipeline_error_response(invalid_input(issues))
-
-
-def _issues_from_errors(errors: Iterable[Mapping[str, Any]]) -> list[FieldIssue]:
-    """`domain.validation.issues_from_validation_error` for errors Powertools has already unpacked from
-    pydantic's `ValidationError` (it keeps only the list): same field paths, same sentences, same
-    expansion of `RuleViolations`.
-
-    It borrows the domain's private `_message` until `domain.validation` offers this loop publicly
-    (e.g. `issues_from_errors(errors)`, which `issues_from_validation_error` would then call).
-    """
-    issues: list[FieldIssue] = []
-    for error in errors:
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, RuleViolations):
-            issues.extend(cause.issues)
-        else:
-            issues.append(FieldIssue(field_path(error["loc"]), issue_message(cast(Any, error))))
-    return issues
 
 
 def unsupported_media_type_response() -> Response[dict[str, Any]]:
@@ -176,8 +159,8 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     catch-all `Exception` handler never shadows a more specific one."""
 
     def request_id() -> str | None:
-        context = getattr(app, "lambda_context", None)
-        return getattr(context, "aws_request_id", None)
+        # API Gateway's id: the caller sees it as `x-amzn-RequestId`, the logs carry it as correlation id.
+        return app.current_event.request_context.request_id
 
     handlers: dict[type[Exception], Callable[[Any], Response[dict[str, Any]]]] = {
         PipelineError: lambda exc: pipeline_error_response(exc, request_id=request_id()),

@@ -18,7 +18,9 @@ _SECRET_MAX_AGE_S = 300
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", env_ignore_empty=True
+    )
 
     # Providers: a provider is enabled when its credentials are present.
     kling_api_base_url: str = "https://api-singapore.klingai.com"
@@ -34,6 +36,7 @@ class Settings(BaseSettings):
     # Secrets Manager names (deployed stacks); JSON objects whose keys are the variable names above.
     provider_secret_name: str | None = None
     signing_secret_name: str | None = None
+    webhook_secret_name: str | None = None
     callback_signing_secret: SecretStr | None = None
     webhook_signing_secret: SecretStr | None = None
 
@@ -87,7 +90,7 @@ def _secret_values(name: str) -> dict[str, Any]:
 def get_settings() -> Settings:
     settings = Settings()
     overrides: dict[str, Any] = {}
-    for name in (settings.provider_secret_name, settings.signing_secret_name):
+    for name in (settings.provider_secret_name, settings.signing_secret_name, settings.webhook_secret_name):
         if name:
             overrides.update(_secret_values(name))
     if overrides:

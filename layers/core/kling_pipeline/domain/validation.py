@@ -146,8 +146,13 @@ def _message(error: ErrorDetails) -> str:
 
 def issues_from_validation_error(exc: ValidationError) -> list[FieldIssue]:
     """Every error in `exc` as FieldIssues, expanding `RuleViolations` into its own issues."""
+    return issues_from_errors(exc.errors(include_url=False))
+
+
+def issues_from_errors(errors: Iterable[ErrorDetails]) -> list[FieldIssue]:
+    """Pydantic error dicts (also as Powertools hands them over, already unpacked) as FieldIssues."""
     issues: list[FieldIssue] = []
-    for error in exc.errors(include_url=False):
+    for error in errors:
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, RuleViolations):
             issues.extend(cause.issues)
