@@ -45,7 +45,7 @@ simulate: venv
 	$(BIN)/kling-pipeline simulate --port 9100
 
 bench: venv
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.ingest_memory
 
 clean:
 	rm -rf $(VENV) .local out .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -29,6 +29,7 @@ from kling_pipeline.services.generations import (
     get_generation,
     list_generations,
 )
+from kling_pipeline.services.idempotency import register_lambda_context, run_once
 
 API_TITLE = "kling-pipeline"
 API_VERSION = "1.0.0"  # version of the /v1 contract document, not of the package
@@ -82,10 +83,27 @@ def _raw_body() -> dict[str, Any]:
     return body
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Same key and body within 24 h returns the first response and never submits twice.",
+    ),
+]
+
+
+def _create(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+    return create_generation(body, tenant_id=tenant_id, source="api").public()
+
+
 @app.post("/v1/generations", summary="Create a generation", tags=["generations"])
-def post_generation(request: GenerationBody, tenant_id: Tenant) -> tuple[dict[str, Any], int]:
-    generation = create_generation(_raw_body(), tenant_id=tenant_id, source="api")
-    return generation.public(), 202
+def post_generation(
+    request: GenerationBody, tenant_id: Tenant, idempotency_key: IdempotencyKey = None
+) -> tuple[dict[str, Any], int]:
+    body = _raw_body()
+    return run_once(
+        _create, name="create_generation", tenant_id=tenant_id, key=idempotency_key, body=body
+    ), 202
 
 
 @app.get("/v1/generations", summary="List generations, newest first", tags=["generations"])
@@ -126,4 +144,5 @@ def get_openapi() -> Response[str]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    register_lambda_context(context)
     return app.resolve(event, context)

@@ -14,11 +14,45 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=9100)
 
+    local = sub.add_parser("local", help="run the whole stack on this machine (moto, handlers, simulator)")
+    local.add_argument("--port", type=int, default=8000, help="front door (API) port")
+    local.add_argument("--aws-port", type=int, default=5000, help="moto server port (AWS_ENDPOINT_URL)")
+    local.add_argument("--simulator-port", type=int, default=9100)
+    local.add_argument(
+        "--no-simulator", action="store_true", help="use the providers the environment configures"
+    )
+    local.add_argument("--state-file", default=".local/stack.json")
+    local.add_argument("--template", default=None, help="SAM template (default: ./template.yaml)")
+    local.add_argument(
+        "--max-visibility-timeout",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="cap every queue's VisibilityTimeout so failed messages are retried sooner",
+    )
+    local.add_argument(
+        "--parameter", action="append", default=[], metavar="KEY=VALUE", help="template parameter override"
+    )
+
     args = parser.parse_args(argv)
     if args.command == "simulate":
         from kling_local.simulator.server import serve_forever
 
         serve_forever(host=args.host, port=args.port)
+    elif args.command == "local":
+        from kling_local.stack.runner import LocalStack, serve_until_signalled
+
+        parameters = dict(item.split("=", 1) for item in args.parameter if "=" in item)
+        stack = LocalStack(
+            template_path=args.template,
+            api_port=args.port,
+            aws_port=args.aws_port,
+            simulator=not args.no_simulator,
+            simulator_port=args.simulator_port,
+            parameter_overrides=parameters,
+            max_visibility_timeout_s=args.max_visibility_timeout,
+        )
+        serve_until_signalled(stack, args.state_file)
     return 0
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _SECRET_MAX_AGE_S = 300
+# 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: eight tries over ≈ 27 h.
+_WEBHOOK_RETRY_SCHEDULE_S = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 class Settings(BaseSettings):
@@ -57,6 +59,7 @@ class Settings(BaseSettings):
     ingest_queue_url: str | None = None
     submit_queue_url: str | None = None
     webhook_queue_url: str | None = None
+    webhook_dlq_url: str | None = None
     state_machine_arn: str | None = None
 
     # Local stack only.
@@ -68,9 +71,41 @@ class Settings(BaseSettings):
     submit_retry_base_s: int = Field(default=15, ge=1)
     submit_retry_max_s: int = Field(default=900, ge=1, le=900)
 
+    # End-user webhook retry schedule: seconds before each try (≈ a day in all, jitter added); then the DLQ.
+    # `WEBHOOK_RETRY_SCHEDULE_S=0,1,1,1` in the environment (comma-separated, not JSON).
+    webhook_retry_schedule_s: Annotated[tuple[int, ...], NoDecode] = _WEBHOOK_RETRY_SCHEDULE_S
+
     # Keeps a submit with its retries inside API Gateway's 29 s integration timeout.
     http_timeout_s: float = 8.0
     presign_ttl_s: int = 3600
+
+    # S3 uploads and "Generation Requested" events (docs/integrations.md).
+    # Tenant of trigger-created generations; `UPLOAD_TENANTS` maps key prefixes to tenants
+    # ("uploads/team-a/=tenant-a,uploads/=uploads"; longest prefix wins) and falls back to this.
+    upload_tenant_id: str = "uploads"
+    upload_tenants: str | None = None
+    # Job-spec defaults when neither a sidecar, object metadata nor the event says.
+    default_quality: str = "720p"
+    default_duration_s: int = Field(default=5, ge=3, le=15)
+    default_prompt: str = "Animate this image naturally"
+    default_video_prompt: str | None = None  # unset: a video upload must bring its own prompt
+    # How long a media upload without a job spec waits for its sidecar before running with defaults.
+    upload_sidecar_grace_s: int = Field(default=30, ge=0, le=900)
+    uploads_queue_url: str | None = None
+
+    @field_validator("webhook_retry_schedule_s", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(int(item) for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _non_empty_non_negative(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or min(value) < 0:
+            raise ValueError("needs at least one delay, none negative")
+        return value
 
     def api_keys(self) -> dict[str, str]:
         """`LOCAL_API_KEYS=key=tenant,key2=tenant2` as {key: tenant}."""

@@ -44,7 +44,7 @@ class GenerationError(BaseModel):
 
 class Generation(BaseModel):
     id: str
-    tenant_id: str = Field(exclude=True)
+    tenant_id: str
     status: Status
     mode: Mode
     model: Model

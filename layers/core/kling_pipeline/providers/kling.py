@@ -171,6 +171,9 @@ def unsupported_reason(request: GenerationRequest) -> str | None:
         return "the official Kling API offers 720p (std) and 1080p (pro) only"
     if request.prompt is not None and len(request.prompt) > MAX_PROMPT:
         return f"prompt longer than {MAX_PROMPT} characters"
+    if request.prompt is None and not request.is_multi_shot and endpoint_for(request) == OMNI:
+        # Seed 003: the omni prompt "must not be empty" unless multi_shot is on.
+        return "the official omni endpoint needs a prompt"
     if request.model is Model.KLING_O1:
         # assumed: kling-video-o1 predates native audio (Kling V2.6+) and multi-shot (V3).
         if request.sound:

@@ -22,12 +22,14 @@ from kling_pipeline.domain.generation import Cost, Generation, GenerationError, 
 from kling_pipeline.domain.pricing import Estimate
 from kling_pipeline.domain.request import GenerationRequest, parse_generation_request
 from kling_pipeline.domain.status import Status
-from kling_pipeline.errors import Conflict, NoProviderAvailable, ProviderError
+from kling_pipeline.errors import Conflict, InvalidInput, NoProviderAvailable, ProviderError
 from kling_pipeline.ids import new_generation_id
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import ProviderName, ProviderTask
 from kling_pipeline.providers.registry import get_providers, get_router
+from kling_pipeline.providers.router import Router
 from kling_pipeline.services import lifecycle
+from kling_pipeline.services.elements import element_router
 from kling_pipeline.services.inputs import check_s3_inputs, with_presigned_inputs
 from kling_pipeline.services.tokens import callback_token
 from kling_pipeline.store.generations import get_generation_store
@@ -52,7 +54,7 @@ def create_generation(
     body: Mapping[str, Any], *, tenant_id: str, source: str = "api", s3_prefixes: Sequence[str] | None = None
 ) -> Generation:
     request = validated_request(body, tenant_id=tenant_id, s3_prefixes=s3_prefixes)
-    estimate = quote(request)
+    estimate = quote(request, tenant_id=tenant_id)
     now = utcnow()
     generation = Generation(
         id=new_generation_id(),
@@ -82,12 +84,12 @@ def submit(generation: Generation) -> Generation:
     if generation.submit_attempts > 0 and (adopted := _adopt_existing(generation)) is not None:
         return adopted
     try:
-        provider, task = get_router().submit(
+        provider, task = _router_for(generation.request, generation.tenant_id).submit(
             with_presigned_inputs(generation.request),
             callback_url_for=lambda name: callback_url(name, generation.id),
             external_task_id=generation.id,
         )
-    except NoProviderAvailable as exc:
+    except (NoProviderAvailable, InvalidInput) as exc:  # InvalidInput: an element deleted since create
         return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
     except ProviderError as exc:
         if exc.kind == "final":
@@ -150,14 +152,22 @@ def cancel_generation(tenant_id: str, generation_id: str) -> Generation:
 
 
 def estimate_generation(body: Mapping[str, Any], *, tenant_id: str) -> Estimate:
-    return quote(validated_request(body, tenant_id=tenant_id))
+    return quote(validated_request(body, tenant_id=tenant_id), tenant_id=tenant_id)
 
 
-def quote(request: GenerationRequest) -> Estimate:
+def quote(request: GenerationRequest, *, tenant_id: str) -> Estimate:
     """Per-provider prices; raises when no enabled provider (or not the pinned one) can run the request."""
-    router = get_router()
+    router = _router_for(request, tenant_id)
     router.plan(request)
     return router.estimate(request)
+
+
+def _router_for(request: GenerationRequest, tenant_id: str) -> Router:
+    """`get_router()`; for a request naming custom elements, one over the providers where all of them are
+    ready, submitting with each provider's own element ids (raises InvalidInput for unusable elements)."""
+    if not request.elements:
+        return get_router()
+    return element_router(request, tenant_id=tenant_id)
 
 
 def callback_url(provider: ProviderName, generation_id: str) -> str | None:

@@ -14,6 +14,7 @@ from kling_pipeline import messaging
 from kling_pipeline.domain.generation import Cost, Generation, GenerationError, Output, utcnow
 from kling_pipeline.domain.status import Status
 from kling_pipeline.observability import logger, metrics
+from kling_pipeline.services import webhooks
 from kling_pipeline.store.generations import get_generation_store
 
 SUCCEEDED_EVENT = "Generation Succeeded"
@@ -76,6 +77,7 @@ def announce(generation: Generation) -> None:
         return
     detail_type = SUCCEEDED_EVENT if generation.status is Status.SUCCEEDED else FAILED_EVENT
     messaging.publish(detail_type, event_detail(generation))
+    webhooks.schedule_first_delivery(generation)  # no-op without a webhook_url; queued once per outcome
 
     def mark(current: Generation) -> Generation | None:
         return None if current.announced else current.model_copy(update={"announced": True})

@@ -1,0 +1,172 @@
+"""Ingest memory and throughput: a provider video streamed into S3 by the real ingest code.
+
+Three processes, so each is measured alone: the provider simulator (`kling-pipeline simulate`), a moto
+S3 server, and the ingest worker (this file with `--worker`), which runs `open_download` →
+`MediaStore.store_video` exactly as the ingest Lambda does. The worker reports its peak RSS against the
+RSS it had with everything imported and its clients built (its floor), so the difference is what the
+download costs. Run: `make bench` (or `.venv/bin/python -m bench.ingest_memory`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+MIB = 1024 * 1024
+RESULTS = Path(__file__).parent / "results"
+BUCKET = "bench-media"
+SIM_KEY = "sim-kling3api-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def worker(url: str, key: str) -> dict[str, Any]:
+    """The measured process: imports and clients first (the floor), then one streamed ingest."""
+    from kling_pipeline.services.download import open_download
+    from kling_pipeline.store.media import get_media_store
+
+    media = get_media_store()
+    media.presign_get(BUCKET, "warm-up", 60)  # build the client before measuring the floor
+    floor = _rss_mib()
+    started = time.perf_counter()
+    with open_download(url) as chunks:
+        stored = media.store_video(key, chunks, source="bench")
+    seconds = time.perf_counter() - started
+    return {
+        "bytes": stored.bytes,
+        "sha256": stored.sha256,
+        "seconds": round(seconds, 2),
+        "throughput_mib_s": round(stored.bytes / MIB / seconds, 1),
+        "rss_floor_mib": round(floor, 1),
+        "rss_peak_mib": round(_rss_mib(), 1),
+        "rss_added_mib": round(_rss_mib() - floor, 1),
+    }
+
+
+def _provider_video(sim_url: str, size: int) -> str:
+    """A finished task at the simulated kling3api whose video is padded to `size` bytes."""
+    httpx.put(
+        f"{sim_url}/_sim/config", json={"output_pad_to_bytes": size, "generation_time_s": 0.2}
+    ).raise_for_status()
+    auth = {"Authorization": f"Bearer {SIM_KEY}"}
+    body = {"type": "o3-std-text-to-video", "prompt": "benchmark", "duration": 5, "sound": False}
+    created = httpx.post(f"{sim_url}/api/generate", json=body, headers=auth).json()
+    task_id = created["data"]["task_id"]
+    for _ in range(100):
+        data = httpx.get(f"{sim_url}/api/status", params={"task_id": task_id}, headers=auth).json()["data"]
+        if data["status"] == "SUCCESS":
+            return str(data["response"][0])
+        time.sleep(0.2)
+    raise RuntimeError("the simulator did not finish the task")
+
+
+def _sha256_of(url: str) -> str:
+    digest = hashlib.sha256()
+    with httpx.stream("GET", url, timeout=60) as response:
+        for chunk in response.iter_bytes(MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def main(sizes_mib: list[int]) -> dict[str, Any]:
+    bin_dir = Path(sys.executable).parent
+    sim_port, aws_port = _free_port(), _free_port()
+    sim_url, aws_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{aws_port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [
+        subprocess.Popen([str(bin_dir / "kling-pipeline"), "simulate", "--port", str(sim_port)], **quiet),
+        subprocess.Popen([str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(aws_port)], **quiet),
+    ]
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": aws_url,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "BUCKET_NAME": BUCKET,
+        "LOCAL_ALLOW_HTTP_LOOPBACK": "1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }
+    try:
+        _wait_http(f"{sim_url}/_sim/config")
+        _wait_http(aws_url)
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=aws_url,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        runs = []
+        for size in sizes_mib:
+            url = _provider_video(sim_url, size * MIB)
+            key = f"outputs/bench/video-{size}mib.mp4"
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.ingest_memory", "--worker", url, key],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            run = json.loads(out.stdout.strip().splitlines()[-1])
+            stored = hashlib.sha256(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()).hexdigest()
+            run.update(size_mib=size, sha256_matches_provider=run["sha256"] == _sha256_of(url) == stored)
+            runs.append(run)
+            print(json.dumps(run), flush=True)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+    return {
+        "benchmark": "ingest_memory",
+        "python": sys.version.split()[0],
+        "part_size_mib": 8,
+        "download_chunk_mib": 1,
+        "runs": runs,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", nargs=2, metavar=("URL", "KEY"))
+    parser.add_argument("--sizes", default="50,200", help="MiB, comma separated")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*args.worker)))
+    else:
+        result = main([int(size) for size in args.sizes.split(",")])
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "ingest_memory.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,79 @@
+"""`/v1/elements` (DESIGN.md §4): custom elements, included into the API with `app.include_router(router)`.
+
+Each route resolves the tenant, calls one function of `kling_pipeline.services.elements`, returns JSON.
+Another tenant's element answers 404 exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+from kling_pipeline.domain.element import ElementCreateRequest
+from kling_pipeline.errors import Unauthorized
+from kling_pipeline.observability import logger
+from kling_pipeline.services.elements import create_element, delete_element, get_element, list_elements
+from kling_pipeline.services.idempotency import run_once
+
+router = Router()  # type: ignore[no-untyped-call]
+
+
+def current_tenant() -> str:
+    """The API Gateway API key id, as in `functions/api/app.py` (which cannot be imported from here: it
+    includes this router)."""
+    event = cast(APIGatewayProxyEvent, router.current_event)
+    tenant = event.request_context.identity.api_key_id
+    if not tenant:
+        raise Unauthorized("missing or unknown API key")
+    logger.append_keys(tenant_id=tenant)
+    return tenant
+
+
+Tenant = Annotated[str, Depends(current_tenant)]
+# Declared for validation and OpenAPI; the service re-parses the raw JSON (idempotency keys on it).
+ElementBody = Annotated[ElementCreateRequest, Body(description="The element to create.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Same key and body within 24 h returns the first response and never creates twice.",
+    ),
+]
+
+
+def _create(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+    return create_element(body, tenant_id=tenant_id).public()
+
+
+@router.post("/v1/elements", summary="Create a custom element", tags=["elements"])
+def post_element(
+    request: ElementBody, tenant_id: Tenant, idempotency_key: IdempotencyKey = None
+) -> tuple[dict[str, Any], int]:
+    body: dict[str, Any] = router.current_event.json_body
+    return run_once(_create, name="create_element", tenant_id=tenant_id, key=idempotency_key, body=body), 202
+
+
+@router.get("/v1/elements", summary="List custom elements, newest first", tags=["elements"])
+def get_elements(
+    tenant_id: Tenant,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> dict[str, Any]:
+    page = list_elements(tenant_id, limit=limit, cursor=cursor)
+    return {"items": [item.public() for item in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/v1/elements/<element_id>", summary="Get a custom element", tags=["elements"])
+def get_one_element(element_id: str, tenant_id: Tenant) -> dict[str, Any]:
+    return get_element(tenant_id, element_id).public()
+
+
+@router.delete("/v1/elements/<element_id>", summary="Delete a custom element", tags=["elements"])
+def delete_one_element(element_id: str, tenant_id: Tenant) -> Response[None]:
+    delete_element(tenant_id, element_id)
+    return Response(status_code=204, body=None)

@@ -1,0 +1,98 @@
+"""`Idempotency-Key` for POST routes, on Powertools idempotency with the stack's DynamoDB table.
+
+Same tenant + key + body within 24 h returns the first response without running the operation again;
+the same key with another body is a 409; a replay that arrives while the first request is still running
+waits for it (bounded) and then returns its response. The persistence layer is built on first use so
+imports stay cheap and tests need no environment at import time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from kling_pipeline.config import get_settings
+from kling_pipeline.errors import Conflict, InvalidInput
+
+IDEMPOTENCY_WINDOW_S = 24 * 3600
+IN_FLIGHT_WAIT_S = 20.0
+MAX_KEY_LENGTH = 255
+
+Operation = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
+class IdempotentCall(BaseModel):
+    """What the idempotency record is keyed on (tenant + key) and validated against (the body)."""
+
+    operation: str
+    tenant_id: str
+    key: str
+    body: dict[str, Any]
+
+
+@cache
+def _config() -> IdempotencyConfig:
+    return IdempotencyConfig(
+        event_key_jmespath="[operation, tenant_id, key]",
+        payload_validation_jmespath="body",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=IDEMPOTENCY_WINDOW_S,
+    )
+
+
+@cache
+def _persistence() -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table)
+
+
+def register_lambda_context(context: LambdaContext) -> None:
+    """Lets Powertools expire an in-progress record when the invocation that holds it times out."""
+    _config().register_lambda_context(context)
+
+
+@cache
+def _idempotent(operation: Operation) -> Callable[..., dict[str, Any]]:
+    @idempotent_function(  # type: ignore[untyped-decorator]
+        data_keyword_argument="call", persistence_store=_persistence(), config=_config()
+    )
+    def run(call: IdempotentCall) -> dict[str, Any]:
+        return operation(call.body, call.tenant_id)
+
+    return run  # type: ignore[no-any-return]
+
+
+def run_once(
+    operation: Operation, *, name: str, tenant_id: str, key: str | None, body: dict[str, Any]
+) -> dict[str, Any]:
+    """`operation(body, tenant_id)`, exactly once per (tenant, key) when a key is given."""
+    if key is None:
+        return operation(body, tenant_id)
+    if not key.strip() or len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput.for_field("Idempotency-Key", f"must be 1-{MAX_KEY_LENGTH} characters")
+    call = IdempotentCall(operation=name, tenant_id=tenant_id, key=key, body=body)
+    deadline = time.monotonic() + IN_FLIGHT_WAIT_S
+    while True:
+        try:
+            return _idempotent(operation)(call=call)
+        except IdempotencyValidationError as exc:
+            raise Conflict(f"Idempotency-Key {key!r} was already used with a different request body") from exc
+        except IdempotencyAlreadyInProgressError as exc:
+            if time.monotonic() > deadline:
+                raise Conflict(
+                    "a request with this Idempotency-Key is still in progress; retry shortly"
+                ) from exc
+            time.sleep(0.25)

@@ -1,0 +1,141 @@
+"""The simulator's provider-neutral task: one record per video or element task, whatever the provider.
+
+Each provider module renders the same record in its own wire format, so lifecycle, faults and callbacks
+are written once. Timing is decided at create (from the config of that moment) so that changing a knob
+later never rewrites a task already in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+
+from kling_local.simulator.media import OutputSpec
+from kling_local.simulator.tags import Tag
+
+
+class TaskState(StrEnum):
+    SUBMITTED = "submitted"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED)
+
+
+@dataclass
+class SimTask:
+    """A task at a simulated provider account."""
+
+    provider: str
+    task_id: str
+    kind: Literal["video", "element"]
+    route: str  # kling: omni-video | text2video | image2video | element; evolink: model; kling3api: type
+    request: dict[str, Any]
+    spec: OutputSpec | None  # None for element tasks
+    processing_at: float  # monotonic time of submitted → processing
+    finish_at: float | None  # monotonic time of the final state; None = never ([sim:never])
+    fail_message: str | None  # set at create when the task is going to fail
+    tags: frozenset[Tag] = frozenset()
+    external_task_id: str | None = None
+    callback_url: str | None = None
+    credits: Decimal = Decimal(0)
+    cost_usd: Decimal | None = None
+    state: TaskState = TaskState.SUBMITTED
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.monotonic)
+    error_code: str | None = None
+    error_message: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    element_id: str | None = None
+    deleted: bool = False
+    processing_snapshot: dict[str, Any] | None = None  # wire body as of 'processing' (out-of-order replay)
+
+    def progress(self, now: float | None = None) -> int:
+        """0 while submitted, rising 5 → 95 while processing (held at 95 if it never ends), 100 when done."""
+        if self.state is TaskState.SUCCEEDED:
+            return 100
+        if self.state is TaskState.SUBMITTED:
+            return 0
+        if self.state is TaskState.FAILED:
+            return 0
+        now = time.monotonic() if now is None else now
+        if self.finish_at is None or self.finish_at <= self.processing_at:
+            return 50 if self.finish_at is None else 95
+        share = (now - self.processing_at) / (self.finish_at - self.processing_at)
+        return max(5, min(95, int(5 + 90 * share)))
+
+    def summary(self) -> dict[str, Any]:
+        """The neutral view served by `GET /_sim/tasks`."""
+        return {
+            "provider": self.provider,
+            "task_id": self.task_id,
+            "kind": self.kind,
+            "route": self.route,
+            "external_task_id": self.external_task_id,
+            "callback_url": self.callback_url,
+            "state": self.state.value,
+            "progress": self.progress(),
+            "tags": sorted(tag.value for tag in self.tags),
+            "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
+            "outputs": list(self.outputs),
+            "element_id": self.element_id,
+            "spec": None
+            if self.spec is None
+            else {
+                "width": self.spec.width,
+                "height": self.spec.height,
+                "duration_s": self.spec.duration_s,
+                "sound": self.spec.sound,
+            },
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "deleted": self.deleted,
+        }
+
+
+class TaskStore:
+    """Tasks by id, plus per-account external-id indexes. Not locked: the engine owns the lock."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, SimTask] = {}
+        self._external: dict[tuple[str, str, str], str] = {}
+
+    def clear(self) -> None:
+        self._tasks.clear()
+        self._external.clear()
+
+    def add(self, task: SimTask) -> None:
+        self._tasks[task.task_id] = task
+        if task.external_task_id:
+            self._external[(task.provider, task.kind, task.external_task_id)] = task.task_id
+
+    def external_exists(self, provider: str, kind: str, external_task_id: str) -> bool:
+        return (provider, kind, external_task_id) in self._external
+
+    def get(self, provider: str, task_id: str) -> SimTask | None:
+        task = self._tasks.get(task_id)
+        return task if task is not None and task.provider == provider else None
+
+    def find(self, provider: str, kind: str, task_or_external_id: str) -> SimTask | None:
+        """By task id, else by the external id given at create (Kling: "choose either")."""
+        task = self.get(provider, task_or_external_id)
+        if task is None:
+            task_id = self._external.get((provider, kind, task_or_external_id))
+            task = self._tasks.get(task_id) if task_id else None
+        return task if task is not None and task.kind == kind else None
+
+    def all(self) -> list[SimTask]:
+        return list(self._tasks.values())
+
+    def active(self) -> list[SimTask]:
+        return [task for task in self._tasks.values() if not task.state.terminal]
+
+    def in_flight(self, provider: str) -> int:
+        return sum(1 for t in self._tasks.values() if t.provider == provider and not t.state.terminal)

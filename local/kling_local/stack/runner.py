@@ -1,0 +1,437 @@
+"""`LocalStack`: moto + resources from template.yaml + in-process handlers + front door + simulator.
+
+Start order matters and is fixed here: the front door's socket is bound first (its URL is the callback
+base), then moto and the simulator start (their URLs go into the environment), then the environment is
+applied to this process, resources are created, the Step Functions shim is installed, queue consumers
+start, and the front door opens last, when everything behind it exists.
+
+Environment precedence, lowest first: the functions' template environment (Globals + own, refs resolved
+to local names) < this process's environment for the DESIGN.md §7 names (`USER_TUNABLE`) < the simulator's
+URLs and credentials (when it runs) < `env_overrides`. Everything set is restored on `stop()`.
+
+Only one LocalStack can run per process: moto's backends, `os.environ` and the moto patch are global.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+import threading
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from kling_local.stack import stepfunctions
+from kling_local.stack.consumers import QueueConsumer
+from kling_local.stack.frontdoor import FrontDoor, gateway_responses, parse_api_keys, routes_from
+from kling_local.stack.intrinsics import Resolver, StackContext
+from kling_local.stack.lambdas import FunctionRegistry, ensure_importable, function_specs, union_environment
+from kling_local.stack.resources import Provisioned, Provisioner
+from kling_local.stack.template import Template
+
+if TYPE_CHECKING:
+    from kling_local.simulator.config import SimConfig
+    from kling_local.simulator.server import SimulatorServer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_KEYS: Final = "local-dev-key=demo"
+DEFAULT_STACK_NAME: Final = "kling-pipeline-local"
+PROVIDER_CREDENTIALS: Final = "ProviderCredentialsSecret"
+MEDIA_BUCKET: Final = "MediaBucket"
+EVENT_BUS: Final = "EventBus"
+
+# DESIGN.md §7: names whose value in this process's environment beats the template's.
+USER_TUNABLE: Final = frozenset(
+    {
+        "KLING_API_BASE_URL",
+        "KLING_ACCESS_KEY",
+        "KLING_SECRET_KEY",
+        "EVOLINK_API_BASE_URL",
+        "EVOLINK_API_KEY",
+        "KLING3API_BASE_URL",
+        "KLING3API_API_KEY",
+        "KLING3API_USD_PER_CREDIT",
+        "PUBLIC_BASE_URL",
+        "FALLBACK_FIRST_POLL_S",
+        "FALLBACK_MAX_INTERVAL_S",
+        "TASK_DEADLINE_S",
+        "LOCAL_API_KEYS",
+        "LOCAL_ALLOW_PRIVATE_WEBHOOKS",
+        "LOCAL_ALLOW_HTTP_LOOPBACK",
+        "HTTP_TIMEOUT_S",
+        "PRESIGN_TTL_S",
+        "POWERTOOLS_LOG_LEVEL",
+        "LOG_LEVEL",
+    }
+)
+_PROVIDER_SECRET_KEYS: Final = (
+    "KLING_ACCESS_KEY",
+    "KLING_SECRET_KEY",
+    "EVOLINK_API_KEY",
+    "KLING3API_API_KEY",
+)
+# Variables that would send boto3 somewhere other than moto.
+_UNSET_FOR_MOTO: Final = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+_CACHE_RESETS: Final = (("kling_pipeline.config", "reset_settings"), ("kling_pipeline.aws", "reset_clients"))
+
+_T = TypeVar("_T")
+
+
+def default_template_path() -> Path:
+    """`./template.yaml`, else the repository's (this file is local/kling_local/stack/runner.py)."""
+    here = Path.cwd() / "template.yaml"
+    return here if here.exists() else Path(__file__).resolve().parents[3] / "template.yaml"
+
+
+def reset_process_caches() -> None:
+    """Forget cached settings and clients so handlers see the current environment and endpoints."""
+    for module_name, function_name in _CACHE_RESETS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        hook = getattr(module, function_name, None)
+        if callable(hook):
+            hook()
+    parameters = sys.modules.get("aws_lambda_powertools.utilities.parameters")
+    if parameters is not None:
+        parameters.clear_caches()
+
+
+class LocalStack:
+    """The whole pipeline on loopback. `start()` returns when every part accepts work.
+
+    >>> with LocalStack(simulator=False) as stack:
+    ...     stack.api_url, stack.aws_endpoint_url, stack.bucket
+    """
+
+    _running: ClassVar[LocalStack | None] = None
+    _running_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        *,
+        template_path: str | Path | None = None,
+        api_port: int = 0,
+        aws_port: int = 0,
+        simulator: bool = True,
+        simulator_port: int = 0,
+        simulator_config: SimConfig | None = None,
+        host: str = "127.0.0.1",
+        region: str = "us-east-1",
+        stack_name: str = DEFAULT_STACK_NAME,
+        env_overrides: Mapping[str, str] | None = None,
+        parameter_overrides: Mapping[str, str] | None = None,
+        handler_overrides: Mapping[str, str] | None = None,
+        max_visibility_timeout_s: int | None = None,
+        consumer_wait_s: int = 1,
+    ) -> None:
+        self.template_path = Path(template_path) if template_path else default_template_path()
+        self._api_port, self._aws_port, self._host = api_port, aws_port, host
+        self._with_simulator, self._simulator_port = simulator, simulator_port
+        self._simulator_config = simulator_config
+        self._region, self._stack_name = region, stack_name
+        self._env_overrides = dict(env_overrides or {})
+        self._parameter_overrides = dict(parameter_overrides or {})
+        self._handler_overrides = dict(handler_overrides or {})
+        self._max_visibility_timeout_s = max_visibility_timeout_s
+        self._consumer_wait_s = consumer_wait_s
+
+        self.template: Template | None = None
+        self.resolver: Resolver | None = None
+        self.functions: FunctionRegistry | None = None
+        self.resources: Provisioned | None = None
+        self.environment: dict[str, str] = {}
+        self._front: FrontDoor | None = None
+        self._moto: ThreadedMotoServer | None = None
+        self._aws_endpoint_url: str | None = None
+        self._simulator: SimulatorServer | None = None
+        self._consumers: list[QueueConsumer] = []
+        self._saved_env: dict[str, str | None] = {}
+        self._added_sys_path: str | None = None
+        self._api_keys: dict[str, str] = {}
+
+    # -- properties ----------------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return self._require(self._front, "front door").url
+
+    @property
+    def aws_endpoint_url(self) -> str:
+        return self._require(self._aws_endpoint_url, "moto")
+
+    @property
+    def region(self) -> str:
+        return self._region
+
+    @property
+    def bucket(self) -> str | None:
+        buckets = self._require(self.resources, "resources").buckets
+        return buckets.get(MEDIA_BUCKET) or next(iter(buckets.values()), None)
+
+    @property
+    def event_bus_name(self) -> str:
+        buses = self._require(self.resources, "resources").event_buses
+        return buses.get(EVENT_BUS) or next(iter(buses.values()), "default")
+
+    @property
+    def api_keys(self) -> dict[str, str]:
+        """{api key: tenant id} accepted by the front door."""
+        return dict(self._api_keys)
+
+    @property
+    def simulator(self) -> SimulatorServer | None:
+        return self._simulator
+
+    @staticmethod
+    def _require(value: _T | None, what: str) -> _T:
+        if value is None:
+            raise RuntimeError(f"the local stack is not started ({what} missing)")
+        return value
+
+    def state(self) -> dict[str, Any]:
+        """What a client needs to talk to the stack (the CLI prints it and writes it to the state file)."""
+        return {
+            "api_url": self.api_url,
+            "aws_endpoint_url": self.aws_endpoint_url,
+            "region": self.region,
+            "bucket": self.bucket,
+            "event_bus_name": self.event_bus_name,
+            "api_keys": self.api_keys,
+            "simulator_url": self._simulator.url if self._simulator else None,
+        }
+
+    def write_state_file(self, path: str | Path) -> Path:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(self.state(), indent=2) + "\n", encoding="utf-8")
+        return target
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for `service` pointed at this stack's moto server."""
+        return boto3.session.Session().client(
+            service,  # type: ignore[call-overload]
+            region_name=self.region,
+            endpoint_url=self.aws_endpoint_url,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - moto's dummy credentials
+        )
+
+    def invoke(self, function: str, event: Any) -> Any:
+        """Invoke a function (logical id, name or ARN) in-process, as Lambda would."""
+        return self._require(self.functions, "functions").invoke(function, event)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Self:
+        with LocalStack._running_lock:
+            if LocalStack._running is not None:
+                raise RuntimeError("a LocalStack is already running in this process")
+            LocalStack._running = self
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        template = self.template = Template.load(self.template_path)
+        self._front = FrontDoor(self._host, self._api_port)
+        self._start_moto()
+        if self._with_simulator:
+            self._start_simulator()
+        resolver = self.resolver = Resolver(
+            template,
+            StackContext(
+                stack_name=self._stack_name,
+                region=self._region,
+                aws_endpoint_url=self.aws_endpoint_url,
+                parameter_overrides=self._parameter_overrides,
+            ),
+        )
+        specs = function_specs(template, resolver, self._handler_overrides)
+        self.environment = self._environment(union_environment(specs))
+        self._apply_environment(self.environment)
+        self._api_keys = parse_api_keys(self.environment["LOCAL_API_KEYS"])
+        if ensure_importable(template.directory):
+            self._added_sys_path = str(template.directory)
+        reset_process_caches()
+        registry = self.functions = FunctionRegistry(specs)
+        stepfunctions.install(registry)
+        self.resources = Provisioner(
+            template,
+            resolver,
+            specs,
+            endpoint_url=self.aws_endpoint_url,
+            secret_values={PROVIDER_CREDENTIALS: self._provider_secret()},
+            max_visibility_timeout_s=self._max_visibility_timeout_s,
+        ).provision()
+        for mapping in self.resources.mappings:
+            consumer = QueueConsumer(
+                mapping,
+                registry,
+                self.client("sqs"),
+                region=self.region,
+                account_id=resolver.context.account_id,
+                wait_time_s=self._consumer_wait_s,
+            )
+            consumer.start()
+            self._consumers.append(consumer)
+        self._front.configure(
+            routes_from(template, resolver, specs),
+            registry,
+            self._api_keys,
+            resolver.context.account_id,
+            gateway_responses(template, resolver),
+        )
+        self._front.start()
+        logger.info("local stack up: api %s, aws %s", self.api_url, self.aws_endpoint_url)
+
+    def _start_moto(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per AWS call otherwise
+        self._moto = ThreadedMotoServer(ip_address=self._host, port=self._aws_port, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self._aws_endpoint_url = f"http://{host}:{port}"
+        self._reset_moto()
+
+    def _reset_moto(self) -> None:
+        """moto's backends are process-global: a previous stack's (or test's) resources must not leak in."""
+        url = f"{self._aws_endpoint_url}/moto-api/reset"
+        request = urllib.request.Request(url, method="POST")  # noqa: S310 - loopback moto server
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+            pass
+
+    def _start_simulator(self) -> None:
+        from kling_local.simulator.server import SimulatorServer
+
+        self._simulator = SimulatorServer(
+            self._host, port=self._simulator_port, config=self._simulator_config
+        )
+        self._simulator.start()
+
+    def _environment(self, template_env: Mapping[str, str]) -> dict[str, str]:
+        env = dict(template_env)
+        env.update({key: os.environ[key] for key in USER_TUNABLE if key in os.environ})
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_REGION": self.region,
+                # moto's Step Functions interpreter reaches Lambda at http://localhost:$MOTO_PORT.
+                "MOTO_PORT": self.aws_endpoint_url.rsplit(":", 1)[-1],
+            }
+        )
+        env.setdefault("LOCAL_API_KEYS", DEFAULT_API_KEYS)
+        env.setdefault("LOCAL_ALLOW_HTTP_LOOPBACK", "1")  # our callback base is http://127.0.0.1
+        env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        front_url = self._require(self._front, "front door").url
+        if self._simulator is not None:
+            env.update(self._simulator.credentials.provider_env(self._simulator.url))
+            env["PUBLIC_BASE_URL"] = front_url
+        else:
+            env.setdefault("PUBLIC_BASE_URL", front_url)
+        env.update(self._env_overrides)
+        return env
+
+    def _provider_secret(self) -> str:
+        """ProviderCredentialsSecret's value: the credentials the environment (or simulator) configures."""
+        return json.dumps({key: os.environ[key] for key in _PROVIDER_SECRET_KEYS if os.environ.get(key)})
+
+    def _apply_environment(self, env: Mapping[str, str]) -> None:
+        for key in _UNSET_FOR_MOTO:
+            if key in os.environ:
+                self._saved_env.setdefault(key, os.environ.pop(key))
+        for key, value in env.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _restore_environment(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    def stop(self) -> None:
+        """Stop everything started, in reverse order; safe to call twice or after a failed start."""
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
+        for consumer in self._consumers:
+            consumer.stop()
+        self._consumers.clear()
+        if self._simulator is not None:
+            self._simulator.stop()
+            self._simulator = None
+        stepfunctions.uninstall()
+        if self._moto is not None:
+            try:
+                self._reset_moto()
+            except OSError:
+                logger.warning("could not reset moto on stop", exc_info=True)
+            self._moto.stop()
+            self._moto = None
+        self._restore_environment()
+        if self._added_sys_path is not None and self._added_sys_path in sys.path:
+            sys.path.remove(self._added_sys_path)
+            self._added_sys_path = None
+        reset_process_caches()
+        with LocalStack._running_lock:
+            if LocalStack._running is self:
+                LocalStack._running = None
+
+
+def serve_until_signalled(stack: LocalStack, state_file: str | Path | None) -> None:
+    """The CLI's `local`: start, write and print the state, run until Ctrl-C or SIGTERM, stop cleanly.
+
+    The state file is removed on a clean stop, so its presence means "a stack is (probably) running".
+    """
+    import signal
+    from types import FrameType
+
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        stack.start()
+        try:
+            if state_file:
+                stack.write_state_file(state_file)
+            print(json.dumps(stack.state(), indent=2), flush=True)
+            while not stopping.wait(0.5):
+                pass
+        finally:
+            stack.stop()
+            if state_file:
+                Path(state_file).unlink(missing_ok=True)  # the file exists while the stack runs
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,75 @@
+"""One local stack (moto + simulator + in-process handlers) shared by the pipeline tests.
+
+Timing knobs are seconds so fallback, retry and deadline paths run inside the suite's budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from kling_local.simulator.config import SimConfig
+from kling_local.stack.runner import LocalStack
+
+KEY_A, KEY_B = "key-a", "key-b"
+FAST_PROVIDER = {"generation_time_s": 1.0, "seed": 7}
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    env = {
+        "LOCAL_API_KEYS": f"{KEY_A}=tenant-a,{KEY_B}=tenant-b",
+        "FALLBACK_FIRST_POLL_S": "2",
+        "FALLBACK_MAX_INTERVAL_S": "2",
+        "TASK_DEADLINE_S": "90",
+        "SUBMIT_RETRY_BASE_S": "1",
+        "SUBMIT_RETRY_MAX_S": "2",
+    }
+    with LocalStack(api_port=0, aws_port=0, simulator=True, simulator_port=0, env_overrides=env) as running:
+        yield running
+
+
+@pytest.fixture
+def sim(stack: LocalStack) -> Iterator[Any]:
+    """The simulator with fast, well-behaved defaults; each test sets its own faults."""
+    simulator = stack.simulator
+    assert simulator is not None
+    simulator.config = SimConfig(**FAST_PROVIDER)
+    yield simulator
+    simulator.config = SimConfig(**FAST_PROVIDER)
+
+
+@pytest.fixture
+def api(stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, headers={"x-api-key": KEY_A}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def api_b(stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, headers={"x-api-key": KEY_B}, timeout=30) as client:
+        yield client
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 60, every: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        time.sleep(every)
+
+
+def wait_terminal(api: httpx.Client, generation_id: str, *, timeout: float = 60) -> dict[str, Any]:
+    def terminal() -> dict[str, Any] | None:
+        body: dict[str, Any] = api.get(f"/v1/generations/{generation_id}").json()
+        return body if body["status"] in {"succeeded", "failed", "canceled"} else None
+
+    result: dict[str, Any] = wait_for(terminal, timeout=timeout)
+    return result
