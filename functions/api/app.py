@@ -10,17 +10,19 @@ import json
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.api import tenant
+from functions.api.routes_elements import router as elements_router
+from functions.api.tenant import Tenant
 from kling_pipeline.api_errors import ensure_body_size, register_error_handlers
 from kling_pipeline.domain.request import GenerationRequest
 from kling_pipeline.domain.status import Status
 from kling_pipeline.domain.validation import invalid_input
-from kling_pipeline.errors import FieldIssue, Unauthorized
+from kling_pipeline.errors import FieldIssue
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.services.generations import (
     cancel_generation,
@@ -57,22 +59,10 @@ app.configure_openapi(
 )
 app.enable_swagger(path="/docs", title=API_TITLE, version=API_VERSION)
 register_error_handlers(app)
+app.include_router(tenant.router)
+app.include_router(elements_router)
 
 
-def current_tenant() -> str:
-    """The tenant is the API Gateway API key id (locally the front door sets it from `LOCAL_API_KEYS`).
-
-    API Gateway already rejects requests without a valid key; this is the second lock for anything
-    that reaches the function another way.
-    """
-    tenant = app.current_event.request_context.identity.api_key_id
-    if not tenant:
-        raise Unauthorized("missing or unknown API key")
-    logger.append_keys(tenant_id=tenant)
-    return tenant
-
-
-Tenant = Annotated[str, Depends(current_tenant)]
 # Declared for validation and OpenAPI; the service re-parses the raw JSON itself, as it does for S3 and
 # EventBridge requests, so the stored request is identical whichever door it came through.
 GenerationBody = Annotated[GenerationRequest, Body(description="The unified generation request.")]

@@ -6,35 +6,20 @@ Another tenant's element answers 404 exactly like a missing one.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
+from functions.api.tenant import Tenant
 from kling_pipeline.domain.element import ElementCreateRequest
-from kling_pipeline.errors import Unauthorized
-from kling_pipeline.observability import logger
 from kling_pipeline.services.elements import create_element, delete_element, get_element, list_elements
 from kling_pipeline.services.idempotency import run_once
 
 router = Router()  # type: ignore[no-untyped-call]
 
 
-def current_tenant() -> str:
-    """The API Gateway API key id, as in `functions/api/app.py` (which cannot be imported from here: it
-    includes this router)."""
-    event = cast(APIGatewayProxyEvent, router.current_event)
-    tenant = event.request_context.identity.api_key_id
-    if not tenant:
-        raise Unauthorized("missing or unknown API key")
-    logger.append_keys(tenant_id=tenant)
-    return tenant
-
-
-Tenant = Annotated[str, Depends(current_tenant)]
 # Declared for validation and OpenAPI; the service re-parses the raw JSON (idempotency keys on it).
 ElementBody = Annotated[ElementCreateRequest, Body(description="The element to create.")]
 IdempotencyKey = Annotated[
@@ -50,7 +35,13 @@ def _create(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
     return create_element(body, tenant_id=tenant_id).public()
 
 
-@router.post("/v1/elements", summary="Create a custom element", tags=["elements"])
+@router.post(
+    "/v1/elements",
+    summary="Create a custom element",
+    description="Created at every enabled provider that offers elements; poll it until `status` is `ready`.",
+    tags=["elements"],
+    responses={202: {"description": "The element, `processing`."}},
+)
 def post_element(
     request: ElementBody, tenant_id: Tenant, idempotency_key: IdempotencyKey = None
 ) -> tuple[dict[str, Any], int]:
@@ -73,7 +64,12 @@ def get_one_element(element_id: str, tenant_id: Tenant) -> dict[str, Any]:
     return get_element(tenant_id, element_id).public()
 
 
-@router.delete("/v1/elements/<element_id>", summary="Delete a custom element", tags=["elements"])
+@router.delete(
+    "/v1/elements/<element_id>",
+    summary="Delete a custom element",
+    tags=["elements"],
+    responses={204: {"description": "Deleted here and at the providers that can delete."}},
+)
 def delete_one_element(element_id: str, tenant_id: Tenant) -> Response[None]:
     delete_element(tenant_id, element_id)
     return Response(status_code=204, body=None)

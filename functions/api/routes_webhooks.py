@@ -6,21 +6,23 @@ mapping; each route resolves the tenant and calls one function of `kling_pipelin
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from kling_pipeline.errors import Unauthorized
 from kling_pipeline.observability import logger
 from kling_pipeline.services.webhooks import list_deliveries, redeliver, secret_for_tenant
 
-router = Router()
+router = Router()  # type: ignore[no-untyped-call]
 
 
 def current_tenant() -> str:
     """The API Gateway API key id (locally set by the front door from `LOCAL_API_KEYS`)."""
-    tenant = router.current_event.request_context.identity.api_key_id
+    event = cast(APIGatewayProxyEvent, router.current_event)
+    tenant: str | None = event.request_context.identity.api_key_id
     if not tenant:
         raise Unauthorized("missing or unknown API key")
     logger.append_keys(tenant_id=tenant)
