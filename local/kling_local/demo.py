@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ DEMO_ENV = {
     "TASK_DEADLINE_S": "120",
     "SUBMIT_RETRY_BASE_S": "1",
     "SUBMIT_RETRY_MAX_S": "3",
+    # The handlers' JSON logs and EMF metrics would bury the status board; warnings still show.
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_METRICS_DISABLED": "true",
 }
 
 
@@ -88,6 +92,7 @@ CASES = [
 
 
 def main() -> int:
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     out_dir = Path("out")
     print("Starting the local stack (moto, provider simulator, in-process Lambda handlers)…", flush=True)
     with LocalStack(
@@ -143,9 +148,20 @@ def describe(generation: dict[str, Any]) -> str:
     return f"{generation['status']} {generation.get('progress') or 0}%"
 
 
+def money(cost: dict[str, Any] | None) -> str:
+    if not cost:
+        return "-"
+    if cost.get("usd"):
+        return f"${float(cost['usd']):.3f}"
+    return f"{cost['credits']} cr" if cost.get("credits") else "-"
+
+
 def report(final: dict[str, dict[str, Any]]) -> bool:
     print("\nResults", flush=True)
-    header = f"{'case':<20} {'status':<10} {'provider':<10} {'cost':<18} {'bytes':>9}  {'sha256':<16}  s3 key"
+    header = (
+        f"{'case':<20} {'status':<10} {'provider':<10} {'cost est. / actual':<22} {'bytes':>9}  "
+        f"{'sha256':<16}  s3 key"
+    )
     print(header)
     print("-" * len(header))
     ok = len(final) == len(CASES)
@@ -156,16 +172,11 @@ def report(final: dict[str, dict[str, Any]]) -> bool:
             continue
         good = g["status"] == case.expect
         ok = ok and good
-        cost = g.get("actual_cost") or g.get("estimated_cost") or {}
-        price = (
-            f"${cost['usd']}"
-            if cost.get("usd")
-            else (f"{cost['credits']} cr" if cost.get("credits") else "-")
-        )
+        price = f"{money(g.get('estimated_cost'))} / {money(g.get('actual_cost'))}"
         output = (g.get("outputs") or [{}])[0]
         key = output.get("s3_uri", (g.get("error") or {}).get("code", "-"))
         print(
-            f"{case.name:<20} {g['status']:<10} {g.get('provider') or '-':<10} {price:<18} "
+            f"{case.name:<20} {g['status']:<10} {g.get('provider') or '-':<10} {price:<22} "
             f"{output.get('bytes', 0):>9}  {output.get('sha256', '-')[:16]:<16}  {key}"
             + ("" if good else f"   <-- expected {case.expect}")
         )
