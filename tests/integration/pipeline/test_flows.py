@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import boto3
-from boto3.dynamodb.conditions import Key
 import httpx
 import pytest
+from boto3.dynamodb.conditions import Key
 
 from kling_local.stack.runner import LocalStack, reset_process_caches
 from kling_pipeline.config import get_settings
