@@ -5,19 +5,16 @@ base), then moto and the simulator start (their URLs go into the environment), t
 applied to this process, resources are created, the Step Functions shim is installed, queue consumers
 start, and the front door opens last, when everything behind it exists.
 
-Environment precedence, lowest first: the functions' template environment (Globals + own, refs resolved
-to local names) < this process's environment for the DESIGN.md §7 names (`USER_TUNABLE`) < the simulator's
-URLs and credentials (when it runs) < `env_overrides`. Everything set is restored on `stop()`.
+The handlers' environment is built by `environment.stack_environment` (template < the user's §7
+variables < local wiring < `env_overrides`) and everything set is restored on `stop()`.
 
 Only one LocalStack can run per process: moto's backends, `os.environ` and the moto patch are global.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import os
 import sys
 import threading
 import urllib.request
@@ -31,10 +28,17 @@ from moto.server import ThreadedMotoServer
 
 from kling_local.stack import stepfunctions
 from kling_local.stack.consumers import QueueConsumer
-from kling_local.stack.frontdoor import FrontDoor, gateway_responses, parse_api_keys, routes_from
+from kling_local.stack.environment import (
+    EnvironmentPatch,
+    provider_secret_value,
+    reset_process_caches,
+    stack_environment,
+)
+from kling_local.stack.frontdoor import FrontDoor
 from kling_local.stack.intrinsics import Resolver, StackContext
 from kling_local.stack.lambdas import FunctionRegistry, ensure_importable, function_specs, union_environment
 from kling_local.stack.resources import Provisioned, Provisioner
+from kling_local.stack.routes import gateway_responses, parse_api_keys, routes_from
 from kling_local.stack.template import Template
 
 if TYPE_CHECKING:
@@ -43,45 +47,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_API_KEYS: Final = "local-dev-key=demo"
 DEFAULT_STACK_NAME: Final = "kling-pipeline-local"
 PROVIDER_CREDENTIALS: Final = "ProviderCredentialsSecret"
 MEDIA_BUCKET: Final = "MediaBucket"
 EVENT_BUS: Final = "EventBus"
 
-# DESIGN.md §7: names whose value in this process's environment beats the template's.
-USER_TUNABLE: Final = frozenset(
-    {
-        "KLING_API_BASE_URL",
-        "KLING_ACCESS_KEY",
-        "KLING_SECRET_KEY",
-        "EVOLINK_API_BASE_URL",
-        "EVOLINK_API_KEY",
-        "KLING3API_BASE_URL",
-        "KLING3API_API_KEY",
-        "KLING3API_USD_PER_CREDIT",
-        "PUBLIC_BASE_URL",
-        "FALLBACK_FIRST_POLL_S",
-        "FALLBACK_MAX_INTERVAL_S",
-        "TASK_DEADLINE_S",
-        "LOCAL_API_KEYS",
-        "LOCAL_ALLOW_PRIVATE_WEBHOOKS",
-        "LOCAL_ALLOW_HTTP_LOOPBACK",
-        "HTTP_TIMEOUT_S",
-        "PRESIGN_TTL_S",
-        "POWERTOOLS_LOG_LEVEL",
-        "LOG_LEVEL",
-    }
-)
-_PROVIDER_SECRET_KEYS: Final = (
-    "KLING_ACCESS_KEY",
-    "KLING_SECRET_KEY",
-    "EVOLINK_API_KEY",
-    "KLING3API_API_KEY",
-)
-# Variables that would send boto3 somewhere other than moto.
-_UNSET_FOR_MOTO: Final = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-_CACHE_RESETS: Final = (("kling_pipeline.config", "reset_settings"), ("kling_pipeline.aws", "reset_clients"))
+__all__ = ["LocalStack", "reset_process_caches", "serve_until_signalled"]
 
 _T = TypeVar("_T")
 
@@ -90,21 +61,6 @@ def default_template_path() -> Path:
     """`./template.yaml`, else the repository's (this file is local/kling_local/stack/runner.py)."""
     here = Path.cwd() / "template.yaml"
     return here if here.exists() else Path(__file__).resolve().parents[3] / "template.yaml"
-
-
-def reset_process_caches() -> None:
-    """Forget cached settings and clients so handlers see the current environment and endpoints."""
-    for module_name, function_name in _CACHE_RESETS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        hook = getattr(module, function_name, None)
-        if callable(hook):
-            hook()
-    parameters = sys.modules.get("aws_lambda_powertools.utilities.parameters")
-    if parameters is not None:
-        parameters.clear_caches()
 
 
 class LocalStack:
@@ -156,9 +112,15 @@ class LocalStack:
         self._aws_endpoint_url: str | None = None
         self._simulator: SimulatorServer | None = None
         self._consumers: list[QueueConsumer] = []
-        self._saved_env: dict[str, str | None] = {}
+        self._env_patch = EnvironmentPatch()
         self._added_sys_path: str | None = None
         self._api_keys: dict[str, str] = {}
+
+    @classmethod
+    def current(cls) -> LocalStack | None:
+        """The stack running in this process, if any (there can be only one)."""
+        with cls._running_lock:
+            return cls._running
 
     # -- properties ----------------------------------------------------------------------------------
 
@@ -269,8 +231,15 @@ class LocalStack:
             ),
         )
         specs = function_specs(template, resolver, self._handler_overrides)
-        self.environment = self._environment(union_environment(specs))
-        self._apply_environment(self.environment)
+        self.environment = stack_environment(
+            union_environment(specs),
+            aws_endpoint_url=self.aws_endpoint_url,
+            region=self.region,
+            front_door_url=self._front.url,
+            simulator_env=self._simulator.provider_env() if self._simulator else None,
+            overrides=self._env_overrides,
+        )
+        self._env_patch.apply(self.environment)
         self._api_keys = parse_api_keys(self.environment["LOCAL_API_KEYS"])
         if ensure_importable(template.directory):
             self._added_sys_path = str(template.directory)
@@ -282,7 +251,7 @@ class LocalStack:
             resolver,
             specs,
             endpoint_url=self.aws_endpoint_url,
-            secret_values={PROVIDER_CREDENTIALS: self._provider_secret()},
+            secret_values={PROVIDER_CREDENTIALS: provider_secret_value()},
             max_visibility_timeout_s=self._max_visibility_timeout_s,
         ).provision()
         for mapping in self.resources.mappings:
@@ -329,57 +298,13 @@ class LocalStack:
         )
         self._simulator.start()
 
-    def _environment(self, template_env: Mapping[str, str]) -> dict[str, str]:
-        env = dict(template_env)
-        env.update({key: os.environ[key] for key in USER_TUNABLE if key in os.environ})
-        env.update(
-            {
-                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": self.region,
-                "AWS_REGION": self.region,
-                # moto's Step Functions interpreter reaches Lambda at http://localhost:$MOTO_PORT.
-                "MOTO_PORT": self.aws_endpoint_url.rsplit(":", 1)[-1],
-            }
-        )
-        env.setdefault("LOCAL_API_KEYS", DEFAULT_API_KEYS)
-        env.setdefault("LOCAL_ALLOW_HTTP_LOOPBACK", "1")  # our callback base is http://127.0.0.1
-        env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-        front_url = self._require(self._front, "front door").url
-        if self._simulator is not None:
-            env.update(self._simulator.credentials.provider_env(self._simulator.url))
-            env["PUBLIC_BASE_URL"] = front_url
-        else:
-            env.setdefault("PUBLIC_BASE_URL", front_url)
-        env.update(self._env_overrides)
-        return env
-
-    def _provider_secret(self) -> str:
-        """ProviderCredentialsSecret's value: the credentials the environment (or simulator) configures."""
-        return json.dumps({key: os.environ[key] for key in _PROVIDER_SECRET_KEYS if os.environ.get(key)})
-
-    def _apply_environment(self, env: Mapping[str, str]) -> None:
-        for key in _UNSET_FOR_MOTO:
-            if key in os.environ:
-                self._saved_env.setdefault(key, os.environ.pop(key))
-        for key, value in env.items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
-
-    def _restore_environment(self) -> None:
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env.clear()
-
     def stop(self) -> None:
         """Stop everything started, in reverse order; safe to call twice or after a failed start."""
         if self._front is not None:
             self._front.stop()
             self._front = None
+        for consumer in self._consumers:
+            consumer.request_stop()
         for consumer in self._consumers:
             consumer.stop()
         self._consumers.clear()
@@ -394,7 +319,7 @@ class LocalStack:
                 logger.warning("could not reset moto on stop", exc_info=True)
             self._moto.stop()
             self._moto = None
-        self._restore_environment()
+        self._env_patch.restore()
         if self._added_sys_path is not None and self._added_sys_path in sys.path:
             sys.path.remove(self._added_sys_path)
             self._added_sys_path = None
@@ -420,6 +345,7 @@ def serve_until_signalled(stack: LocalStack, state_file: str | Path | None) -> N
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials ..." per client
     try:
         stack.start()
         try:

@@ -19,7 +19,7 @@ KEY_A, KEY_B = "key-a", "key-b"
 FAST_PROVIDER = {"generation_time_s": 1.0, "seed": 7}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack() -> Iterator[LocalStack]:
     env = {
         "LOCAL_API_KEYS": f"{KEY_A}=tenant-a,{KEY_B}=tenant-b",
