@@ -266,7 +266,7 @@ def test_invalid_list_query_answers_422(
         ("GET", "/v1/nothing-here"),
         ("DELETE", "/v1/generations/gen_01JD3Z8Q6N7V5X2K9P4R1T0W8Y"),
         ("GET", "/v2/generations"),
-        ],
+    ],
 )
 def test_unknown_route_answers_404_in_our_format(
     event: Event, lambda_context: Any, method: str, path: str

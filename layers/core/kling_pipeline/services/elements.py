@@ -183,10 +183,12 @@ def refresh(element: Element) -> Element:
     updates: dict[str, ElementAtProvider] = {}
     for name, record in pending.items():
         fresh = _poll(providers.get(ProviderName(name)), name, record)
-        if fresh is not None and fresh != record:
+        if fresh is not None and fresh.terminal:
             updates[name] = fresh
         elif overdue:
             updates[name] = _failed("timeout", "the provider did not finish the element in time")
+        elif fresh is not None and fresh != record:
+            updates[name] = fresh
 
     if not updates:
         return element

@@ -160,7 +160,9 @@ class ClaimStore:
                 return False
             raise
 
-    def finish(self, pk: str, *, generation_id: str | None = None, error: dict[str, Any] | None = None) -> None:
+    def finish(
+        self, pk: str, *, generation_id: str | None = None, error: dict[str, Any] | None = None
+    ) -> None:
         values: dict[str, Any] = {":done": "done", ":at": utcnow().isoformat()}
         expression = "SET #state = :done, finished_at = :at"
         if generation_id:

@@ -10,7 +10,9 @@ Attempt rules: https (or the local flag) to public addresses only, checked on th
 send time (`netguard`); a refused URL is recorded and never retried. 15 s timeout; redirects are never
 followed (a 3xx is a failure); 2xx is delivered; 410 Gone means "stop", so nothing more is sent;
 anything else, or no answer, is retried. Every attempt of every sequence (redeliveries start a new one)
-carries the same `webhook-id`, so receivers can dedupe.
+carries the same `webhook-id`, so receivers can dedupe: delivery is at least once (a duplicated SQS
+message repeats an attempt). The address check and the client's own lookup are two resolutions a moment
+apart; pinning the connection to the checked address would close that last rebinding window.
 
 Payloads: `{"type": "generation.succeeded" | "generation.failed", "timestamp": <event time>,
 "data": <the EventBridge detail> + fresh presigned output URLs}`; signatures in `webhook_signing`.
@@ -166,7 +168,7 @@ def deliver(message: DeliveryMessage, *, time_left_ms: int | None = None) -> Non
         _enqueue(message, delay_s=wait_s)  # longer than SQS's 15-minute delay: wait another round
         return
     if time_left_ms is not None and time_left_ms < MIN_TIME_LEFT_MS:
-        _enqueue(message, delay_s=0)
+        _enqueue(message, delay_s=0)  # a slow batch used this invocation's time: the next one takes it
         return
     generation = get_generation_store().get(message.generation_id)
     if generation is None or not generation.request.webhook_url or generation.status not in _EVENT_TYPES:

@@ -12,8 +12,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
-from functions.api.tenant import Tenant
 from kling_pipeline.domain.element import ElementCreateRequest
+from kling_pipeline.routes.tenant import Tenant
 from kling_pipeline.services.elements import create_element, delete_element, get_element, list_elements
 from kling_pipeline.services.idempotency import run_once
 

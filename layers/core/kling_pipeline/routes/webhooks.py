@@ -1,35 +1,20 @@
 """Webhook routes of the HTTP API: delivery history, redelivery and the tenant's signing secret.
 
-Included by the API's resolver (`app.include_router(router)`), which installs validation and the error
-mapping; each route resolves the tenant and calls one function of `kling_pipeline.services.webhooks`.
+Included into the API with `app.include_router(router)`, which brings validation and the error mapping;
+each route resolves the tenant and calls one function of `kling_pipeline.services.webhooks`. Another
+tenant's generation answers 404 exactly like a missing one.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.depends import Depends
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from kling_pipeline.errors import Unauthorized
-from kling_pipeline.observability import logger
+from kling_pipeline.routes.tenant import Tenant
 from kling_pipeline.services.webhooks import list_deliveries, redeliver, secret_for_tenant
 
 router = Router()  # type: ignore[no-untyped-call]
-
-
-def current_tenant() -> str:
-    """The API Gateway API key id (locally set by the front door from `LOCAL_API_KEYS`)."""
-    event = cast(APIGatewayProxyEvent, router.current_event)
-    tenant: str | None = event.request_context.identity.api_key_id
-    if not tenant:
-        raise Unauthorized("missing or unknown API key")
-    logger.append_keys(tenant_id=tenant)
-    return tenant
-
-
-Tenant = Annotated[str, Depends(current_tenant)]
 
 
 @router.get(

@@ -1,0 +1,81 @@
+"""Generation routes: create (with `Idempotency-Key`), list, get, cancel, and estimates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+
+from kling_pipeline.domain.request import GenerationRequest
+from kling_pipeline.domain.status import Status
+from kling_pipeline.routes.tenant import Tenant
+from kling_pipeline.services.generations import (
+    cancel_generation,
+    create_generation,
+    estimate_generation,
+    get_generation,
+    list_generations,
+)
+from kling_pipeline.services.idempotency import run_once
+
+router = Router()  # type: ignore[no-untyped-call]
+
+# Declared for validation and OpenAPI; the service re-parses the raw JSON itself, as it does for S3 and
+# EventBridge requests, so the stored request is identical whichever door it came through.
+GenerationBody = Annotated[GenerationRequest, Body(description="The unified generation request.")]
+
+
+def _raw_body() -> dict[str, Any]:
+    body: dict[str, Any] = router.current_event.json_body
+    return body
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Same key and body within 24 h returns the first response and never submits twice.",
+    ),
+]
+
+
+def _create(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+    return create_generation(body, tenant_id=tenant_id, source="api").public()
+
+
+@router.post("/v1/generations", summary="Create a generation", tags=["generations"])
+def post_generation(
+    request: GenerationBody, tenant_id: Tenant, idempotency_key: IdempotencyKey = None
+) -> tuple[dict[str, Any], int]:
+    body = _raw_body()
+    return run_once(
+        _create, name="create_generation", tenant_id=tenant_id, key=idempotency_key, body=body
+    ), 202
+
+
+@router.get("/v1/generations", summary="List generations, newest first", tags=["generations"])
+def get_generations(
+    tenant_id: Tenant,
+    status: Annotated[Status | None, Query(description="Only generations in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> dict[str, Any]:
+    page = list_generations(tenant_id, status=status, limit=limit, cursor=cursor)
+    return {"items": [item.public() for item in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/v1/generations/<generation_id>", summary="Get a generation", tags=["generations"])
+def get_one_generation(generation_id: str, tenant_id: Tenant) -> dict[str, Any]:
+    return get_generation(tenant_id, generation_id).public()
+
+
+@router.post("/v1/generations/<generation_id>/cancel", summary="Stop a generation", tags=["generations"])
+def post_cancel(generation_id: str, tenant_id: Tenant) -> dict[str, Any]:
+    return cancel_generation(tenant_id, generation_id).public()
+
+
+@router.post("/v1/estimates", summary="Quote a generation without submitting it", tags=["estimates"])
+def post_estimate(request: GenerationBody, tenant_id: Tenant) -> dict[str, Any]:
+    estimate: dict[str, Any] = estimate_generation(_raw_body(), tenant_id=tenant_id).model_dump(mode="json")
+    return estimate
