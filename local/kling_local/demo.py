@@ -1,18 +1,27 @@
 """`make demo`: the whole pipeline on this machine, against the provider simulator.
 
 Starts the local stack, submits one generation per mode plus a multi-shot one, one whose callbacks the
-provider drops (the fallback poller recovers it) and one the provider fails; shows their status live,
-then prints a table of results and copies the videos to ./out/. Exits 0 only if every generation ended
-the way it should.
+provider drops (the fallback poller recovers it) and one the provider fails; drops an image and its
+sidecar into the bucket's uploads/ (the S3 trigger turns it into a video) and has one generation's signed
+webhook delivered to a receiver on 127.0.0.1. Shows their status live, then a table of results, checks the
+webhook signature and copies the videos to ./out/. Exits 0 only if everything ended the way it should.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import shutil
+import struct
 import sys
+import threading
 import time
 import warnings
+import zlib
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +43,12 @@ DEMO_ENV = {
     # The handlers' JSON logs and EMF metrics would bury the status board; warnings still show.
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "POWERTOOLS_METRICS_DISABLED": "true",
+    # The demo's webhook receiver listens on plain http://127.0.0.1 (never allowed in a deployed stack).
+    "LOCAL_ALLOW_PRIVATE_WEBHOOKS": "1",
+    "UPLOAD_TENANTS": "uploads/=demo",
+    "UPLOAD_SIDECAR_GRACE_S": "2",
 }
+UPLOAD_CASE = "s3 upload"
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,7 @@ CASES = [
 def main() -> int:
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     out_dir = Path("out")
+    receiver = WebhookReceiver()
     print("Starting the local stack (moto, provider simulator, in-process Lambda handlers)…", flush=True)
     with LocalStack(
         api_port=0, aws_port=0, simulator=True, simulator_port=0, env_overrides=DEMO_ENV
@@ -104,18 +119,25 @@ def main() -> int:
             f"API {stack.api_url}   AWS (moto) {stack.aws_endpoint_url}   bucket {stack.bucket}\n", flush=True
         )
         with httpx.Client(base_url=stack.api_url, headers={"x-api-key": "demo-key"}, timeout=30) as api:
-            ids = submit_all(api)
+            ids = submit_all(api, receiver.url)
+            upload_id = upload_image(stack)
+            if upload_id:
+                ids[UPLOAD_CASE] = upload_id
             final = watch(api, ids)
+            secret = api.get("/v1/webhooks/secret").json()["secret"]
         ok = report(final)
+        ok = receiver.check(secret, final.get("text-to-video", {}).get("id")) and ok
         copy_outputs(stack, final, out_dir)
-    print("\nDemo passed: every generation ended as expected." if ok else "\nDemo FAILED.", flush=True)
+    receiver.close()
+    print("\nDemo passed: everything ended as expected." if ok else "\nDemo FAILED.", flush=True)
     return 0 if ok else 1
 
 
-def submit_all(api: httpx.Client) -> dict[str, str]:
+def submit_all(api: httpx.Client, webhook_url: str) -> dict[str, str]:
     ids: dict[str, str] = {}
     for case in CASES:
-        answer = api.post("/v1/generations", json=case.body)
+        body = {**case.body, "webhook_url": webhook_url} if case.name == "text-to-video" else case.body
+        answer = api.post("/v1/generations", json=body)
         if answer.status_code != 202:
             print(f"  {case.name}: rejected {answer.status_code} {answer.text}", flush=True)
             continue
@@ -142,6 +164,90 @@ def watch(api: httpx.Client, ids: dict[str, str], timeout_s: float = 180) -> dic
     return latest
 
 
+def upload_image(stack: LocalStack) -> str | None:
+    """Sidecar first, then the image: the S3 trigger makes an image-to-video generation of it."""
+    s3 = boto3.client("s3", endpoint_url=stack.aws_endpoint_url, region_name=stack.region)
+    bucket = str(stack.bucket)
+    sidecar = {"prompt": "The lighthouse beam sweeps across the night sky", "duration": 3}
+    s3.put_object(Bucket=bucket, Key="uploads/lighthouse.json", Body=json.dumps(sidecar).encode())
+    s3.put_object(Bucket=bucket, Key="uploads/lighthouse.png", Body=png(640, 480), ContentType="image/png")
+    print("  uploaded s3://…/uploads/lighthouse.png with its sidecar lighthouse.json", flush=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            result = s3.get_object(Bucket=bucket, Key="uploads/lighthouse.png.generation.json")
+        except s3.exceptions.NoSuchKey:
+            time.sleep(0.5)
+            continue
+        generation_id = str(json.loads(result["Body"].read())["generation_id"])
+        print(f"  submitted {UPLOAD_CASE:<20} {generation_id} (from uploads/lighthouse.png)", flush=True)
+        return generation_id
+    print("  the upload produced no generation", flush=True)
+    return None
+
+
+def png(width: int, height: int) -> bytes:
+    """A plain RGB PNG: enough for the header checks (format, size, aspect ratio)."""
+    rows = b"".join(b"\x00" + bytes((20, 60, 140)) * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+class WebhookReceiver:
+    """A stand-in for the user's endpoint: records deliveries so the demo can verify their signatures."""
+
+    def __init__(self) -> None:
+        received: list[tuple[dict[str, str], bytes]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}/hooks/video"
+
+    def check(self, secret: str, generation_id: str | None) -> bool:
+        """Verify the Standard Webhooks signature the way a receiver would."""
+        deadline = time.monotonic() + 10
+        while not self.received and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not self.received or generation_id is None:
+            print("\nWebhook: nothing delivered", flush=True)
+            return False
+        headers, body = self.received[0]
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+        signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+        expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        valid = any(sig.split(",", 1)[1] == expected for sig in headers["webhook-signature"].split())
+        event = json.loads(body)
+        print(
+            f"\nWebhook delivered to {self.url}: {event['type']} for {event['data']['id']}, "
+            f"webhook-id {headers['webhook-id']}, signature {'valid' if valid else 'INVALID'}",
+            flush=True,
+        )
+        return valid and event["data"]["id"] == generation_id
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
 def describe(generation: dict[str, Any]) -> str:
     if generation["status"] in TERMINAL:
         return str(generation["status"])
@@ -164,8 +270,8 @@ def report(final: dict[str, dict[str, Any]]) -> bool:
     )
     print(header)
     print("-" * len(header))
-    ok = len(final) == len(CASES)
-    for case in CASES:
+    ok = len(final) == len(CASES) + 1
+    for case in [*CASES, Case(UPLOAD_CASE, {}, "succeeded")]:
         g = final.get(case.name)
         if g is None:
             ok = False
