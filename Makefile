@@ -24,7 +24,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 cfn-lint: venv
-	@if [ -f template.yaml ]; then $(BIN)/cfn-lint template.yaml; fi
+	$(BIN)/cfn-lint template.yaml
 
 unit: venv
 	$(BIN)/pytest tests/unit -q
@@ -46,6 +46,7 @@ simulate: venv
 
 bench: venv
 	$(BIN)/python -m bench.ingest_memory
+	$(BIN)/python -m bench.per_generation
 
 clean:
 	rm -rf $(VENV) .local out .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -3,8 +3,9 @@
 Three processes, so each is measured alone: the provider simulator (`kling-pipeline simulate`), a moto
 S3 server, and the ingest worker (this file with `--worker`), which runs `open_download` →
 `MediaStore.store_video` exactly as the ingest Lambda does. The worker reports its peak RSS against the
-RSS it had with everything imported and its clients built (its floor), so the difference is what the
-download costs. Run: `make bench` (or `.venv/bin/python -m bench.ingest_memory`).
+RSS it had with everything imported and its clients built (its floor), sampled every 5 ms while the ingest
+runs, plus the peak of Python allocations (tracemalloc), so the difference is what the download costs.
+Run: `make bench` (or `.venv/bin/python -m bench.ingest_memory`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,33 @@ def _wait_http(url: str, timeout: float = 30) -> None:
 
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """Current resident set size (Linux /proc), not the lifetime peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+class PeakSampler:
+    """Samples RSS every 5 ms in a thread: the peak while the ingest runs, whatever the allocator does."""
+
+    def __init__(self) -> None:
+        self.peak = _rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_mib())
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mib())
 
 
 def worker(url: str, key: str) -> dict[str, Any]:
@@ -58,18 +86,22 @@ def worker(url: str, key: str) -> dict[str, Any]:
     media = get_media_store()
     media.presign_get(BUCKET, "warm-up", 60)  # build the client before measuring the floor
     floor = _rss_mib()
+    tracemalloc.start()
     started = time.perf_counter()
-    with open_download(url) as chunks:
+    with PeakSampler() as sampler, open_download(url) as chunks:
         stored = media.store_video(key, chunks, source="bench")
     seconds = time.perf_counter() - started
+    python_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     return {
         "bytes": stored.bytes,
         "sha256": stored.sha256,
         "seconds": round(seconds, 2),
         "throughput_mib_s": round(stored.bytes / MIB / seconds, 1),
         "rss_floor_mib": round(floor, 1),
-        "rss_peak_mib": round(_rss_mib(), 1),
-        "rss_added_mib": round(_rss_mib() - floor, 1),
+        "rss_peak_mib": round(sampler.peak, 1),
+        "rss_added_mib": round(sampler.peak - floor, 1),
+        "python_alloc_peak_mib": round(python_peak / MIB, 1),
     }
 
 
@@ -102,10 +134,17 @@ def main(sizes_mib: list[int]) -> dict[str, Any]:
     bin_dir = Path(sys.executable).parent
     sim_port, aws_port = _free_port(), _free_port()
     sim_url, aws_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{aws_port}"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [
-        subprocess.Popen([str(bin_dir / "kling-pipeline"), "simulate", "--port", str(sim_port)], **quiet),
-        subprocess.Popen([str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(aws_port)], **quiet),
+        subprocess.Popen(
+            [str(bin_dir / "kling-pipeline"), "simulate", "--port", str(sim_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(aws_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     env = {
         **os.environ,

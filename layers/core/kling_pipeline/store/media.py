@@ -65,10 +65,10 @@ class MediaStore:
                 total += len(chunk)
                 buffer += chunk
                 while len(buffer) >= self._part_size:
-                    parts.append(
-                        self._upload_part(key, upload_id, len(parts) + 1, bytes(buffer[: self._part_size]))
-                    )
-                    del buffer[: self._part_size]
+                    with memoryview(buffer) as view:  # one copy of the part, not two
+                        part = bytes(view[: self._part_size])
+                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, part))
+                    del part, buffer[: self._part_size]
             summary = verifier.finish()
             if buffer or not parts:
                 parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(buffer)))
