@@ -222,6 +222,15 @@ class TestKlingMapping:
         assert kling_provider.supports_cancel is False
         assert kling_provider.cancel("tk_1") is False
 
+    def test_omni_without_a_prompt_goes_elsewhere(self, kling_provider: KlingProvider) -> None:
+        # Seed 003: the omni prompt must not be empty unless multi_shot is on; other providers take it.
+        no_prompt = req(mode="image-to-video", first_frame=IMG[0])
+        assert kling_provider.unsupported_reason(no_prompt) == "the official omni endpoint needs a prompt"
+        shots = req(
+            mode="text-to-video", shots=[{"prompt": "a", "duration": 3}, {"prompt": "b", "duration": 2}]
+        )
+        assert kling_provider.unsupported_reason(shots) is None
+
 
 # ==================================================================================================
 # Kling: auth

@@ -6,7 +6,6 @@ when the request provably never left (connect errors). Everything else surfaces 
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -24,7 +23,13 @@ from kling_pipeline.providers.base import (
     TaskError,
     TaskOutput,
 )
-from kling_pipeline.providers.http import DEFAULT_RETRY, JsonApi, RetryPolicy, kind_for_http_status
+from kling_pipeline.providers.http import (
+    DEFAULT_RETRY,
+    JsonApi,
+    RetryPolicy,
+    kind_for_http_status,
+    wire_decimal,
+)
 
 GENERATIONS_PATH = "/v1/videos/generations"
 ELEMENT_MODEL = "kling-custom-element"
@@ -147,19 +152,10 @@ def generation_body(request: GenerationRequest, *, callback_url: str | None) -> 
 # --------------------------------------------------------------------------------------------------
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
 def _cost(usage: Any) -> TaskCost | None:
     if not isinstance(usage, dict):
         return None
-    credits, usd = _decimal(usage.get("credits")), _decimal(usage.get("cost_usd"))
+    credits, usd = wire_decimal(usage.get("credits")), wire_decimal(usage.get("cost_usd"))
     return TaskCost(usd=usd, credits=credits) if credits is not None or usd is not None else None
 
 

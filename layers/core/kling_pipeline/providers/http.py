@@ -12,6 +12,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -239,3 +240,13 @@ class JsonApi:
             )
         except httpx.HTTPError as exc:
             raise transport_error(self.provider, exc) from exc
+
+
+def wire_decimal(value: Any) -> Decimal | None:
+    """A number as providers send it (int, float, "5", "", null) as a Decimal; None when it is not one."""
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None

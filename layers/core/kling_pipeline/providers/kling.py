@@ -10,7 +10,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -37,6 +36,7 @@ from kling_pipeline.providers.http import (
     is_unsent,
     kind_for_http_status,
     transport_error,
+    wire_decimal,
 )
 
 OMNI = "omni-video"
@@ -275,15 +275,6 @@ def v3_body(request: GenerationRequest, *, callback_url: str | None, external_ta
 # --------------------------------------------------------------------------------------------------
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
 def _float(value: Any) -> float | None:
     try:
         return float(value)
@@ -306,7 +297,7 @@ def parse_task(task: dict[str, Any]) -> ProviderTask:
         error = TaskError(
             code="provider_error", message=str(task.get("task_status_msg") or "generation failed")
         )
-    credits = _decimal(task.get("final_unit_deduction"))
+    credits = wire_decimal(task.get("final_unit_deduction"))
     info = task.get("task_info") or {}
     return ProviderTask(
         provider=ProviderName.KLING,

@@ -6,7 +6,6 @@ always sent because the provider's default is on (and sound costs more).
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -24,7 +23,13 @@ from kling_pipeline.providers.base import (
     TaskError,
     TaskOutput,
 )
-from kling_pipeline.providers.http import DEFAULT_RETRY, JsonApi, RetryPolicy, kind_for_http_status
+from kling_pipeline.providers.http import (
+    DEFAULT_RETRY,
+    JsonApi,
+    RetryPolicy,
+    kind_for_http_status,
+    wire_decimal,
+)
 
 GENERATE_PATH = "/api/generate"
 STATUS_PATH = "/api/status"
@@ -155,20 +160,11 @@ def generate_body(request: GenerationRequest) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
 def parse_task(data: dict[str, Any]) -> ProviderTask:
     """`data` of a create or status answer in our terms."""
     status = STATUS.get(str(data.get("status", "")).upper(), Status.PROCESSING)
     response = data.get("response") or []
-    credits = _decimal(data.get("consumed_credits"))
+    credits = wire_decimal(data.get("consumed_credits"))
     error = None
     if status is Status.FAILED:
         error = TaskError(
