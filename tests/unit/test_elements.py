@@ -18,7 +18,7 @@ import respx
 from moto import mock_aws
 
 from kling_local.stack.template import DYNAMODB_TABLE, Template
-from kling_pipeline import aws
+from kling_pipeline.caches import reset_caches
 from kling_pipeline.config import reset_settings
 from kling_pipeline.domain.element import ElementStatus, parse_element_request
 from kling_pipeline.domain.request import parse_generation_request
@@ -27,9 +27,7 @@ from kling_pipeline.providers import registry
 from kling_pipeline.providers.http import NO_WAIT_RETRY
 from kling_pipeline.services import elements as svc
 from kling_pipeline.services import generations
-from kling_pipeline.store.elements import get_element_store
 from kling_pipeline.store.generations import get_generation_store
-from kling_pipeline.store.media import get_media_store
 
 ROOT = Path(__file__).resolve().parents[2]
 KLING = "https://kling.test"
@@ -86,14 +84,6 @@ def template_table() -> dict[str, Any]:
     }
 
 
-def _reset() -> None:
-    reset_settings()
-    registry.reset_providers()
-    aws.reset_clients()
-    for factory in (get_element_store, get_generation_store, get_media_store):
-        factory.cache_clear()
-
-
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Given kling, evolink and kling3api configured, and the template's table in moto."""
@@ -120,12 +110,12 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(
         registry, "enabled_providers", lambda settings, client: real(settings, client, retry=NO_WAIT_RETRY)
     )
-    _reset()
+    reset_caches()
     with mock_aws():
         boto3.client("dynamodb", region_name="us-east-1").create_table(TableName=TABLE, **template_table())
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
         yield
-    _reset()
+    reset_caches()
 
 
 @pytest.fixture
@@ -329,7 +319,7 @@ def test_every_provider_down_raises_and_keeps_nothing(stack: None, http: respx.M
 def test_no_element_provider_enabled(stack: None, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("KLING_ACCESS_KEY", "EVOLINK_API_KEY"):
         monkeypatch.delenv(name)
-    _reset()
+    reset_caches()
     with pytest.raises(NoProviderAvailable, match="custom elements"):
         svc.create_element(BODY, tenant_id="tenant-a")
 

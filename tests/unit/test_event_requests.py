@@ -19,8 +19,8 @@ import pytest
 from moto import mock_aws
 
 from kling_local.stack.template import Template
-from kling_pipeline import aws, messaging
-from kling_pipeline.config import reset_settings
+from kling_pipeline import messaging
+from kling_pipeline.caches import reset_caches
 from kling_pipeline.domain.generation import Cost, Generation, GenerationError, Output, utcnow
 from kling_pipeline.domain.request import GenerationRequest
 from kling_pipeline.domain.status import Status
@@ -29,7 +29,6 @@ from kling_pipeline.services import event_requests
 from kling_pipeline.services.generations import validated_request
 from kling_pipeline.services.lifecycle import event_detail
 from kling_pipeline.store.generations import get_generation_store
-from kling_pipeline.store.media import get_media_store
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "docs" / "events"
@@ -41,13 +40,6 @@ Event = Callable[[str], dict[str, Any]]
 @cache
 def template() -> Template:
     return Template.load(ROOT / "template.yaml")
-
-
-def reset_caches() -> None:
-    reset_settings()
-    aws.reset_clients()
-    get_generation_store.cache_clear()
-    get_media_store.cache_clear()
 
 
 class FakeCreate:

@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from moto import mock_aws
 
 from kling_local.stack.template import DYNAMODB_TABLE, Template
-from kling_pipeline import aws
+from kling_pipeline.caches import reset_caches
 from kling_pipeline.config import reset_settings
 from kling_pipeline.domain.generation import Generation, utcnow
 from kling_pipeline.domain.status import Status
@@ -33,7 +33,6 @@ from kling_pipeline.ids import new_generation_id
 from kling_pipeline.services import triggers, uploads
 from kling_pipeline.services.generations import validated_request
 from kling_pipeline.store.generations import get_generation_store
-from kling_pipeline.store.media import get_media_store
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "kling-pipeline-media-123456789012-us-east-1"
@@ -79,13 +78,6 @@ def create_template_table(logical_id: str, name: str) -> None:
     if props.get("GlobalSecondaryIndexes"):
         request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     boto3.client("dynamodb", region_name=REGION).create_table(**request)
-
-
-def reset_caches() -> None:
-    reset_settings()
-    aws.reset_clients()
-    get_generation_store.cache_clear()
-    get_media_store.cache_clear()
 
 
 class FakeCreate:

@@ -28,7 +28,8 @@ from pydantic import BaseModel, ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from kling_local.stack.template import Template
-from kling_pipeline import aws, messaging, netguard
+from kling_pipeline import messaging, netguard
+from kling_pipeline.caches import reset_caches
 from kling_pipeline.config import Settings, reset_settings
 from kling_pipeline.domain.generation import Cost, Generation, Output, utcnow
 from kling_pipeline.domain.request import parse_generation_request
@@ -38,7 +39,6 @@ from kling_pipeline.services import lifecycle, webhooks
 from kling_pipeline.services.webhook_signing import tenant_secret
 from kling_pipeline.store.deliveries import get_delivery_store
 from kling_pipeline.store.generations import get_generation_store
-from kling_pipeline.store.media import get_media_store
 
 ROOT = Path(__file__).resolve().parents[2]
 MASTER = "master-secret-for-tests-0123456789abcdef"
@@ -80,10 +80,7 @@ def _table_definition() -> dict[str, Any]:
 
 
 def _clear_caches() -> None:
-    reset_settings()
-    aws.reset_clients()
-    for factory in (get_generation_store, get_delivery_store, get_media_store, webhooks._http_client):
-        factory.cache_clear()
+    reset_caches()
 
 
 @pytest.fixture

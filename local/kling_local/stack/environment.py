@@ -9,7 +9,6 @@ tunnel real providers can reach) is kept.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -46,7 +45,6 @@ USER_TUNABLE: Final = frozenset(
 PROVIDER_SECRET_KEYS: Final = ("KLING_ACCESS_KEY", "KLING_SECRET_KEY", "EVOLINK_API_KEY", "KLING3API_API_KEY")
 # Variables that would send boto3 somewhere other than moto.
 _UNSET_FOR_MOTO: Final = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-_CACHE_RESETS: Final = (("kling_pipeline.config", "reset_settings"), ("kling_pipeline.aws", "reset_clients"))
 
 
 def stack_environment(
@@ -113,15 +111,10 @@ class EnvironmentPatch:
 
 
 def reset_process_caches() -> None:
-    """Forget cached settings and clients so handlers see the current environment and endpoints."""
-    for module_name, function_name in _CACHE_RESETS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        hook = getattr(module, function_name, None)
-        if callable(hook):
-            hook()
+    """Forget cached settings, clients, stores and secrets so handlers see the current environment."""
+    from kling_pipeline.caches import reset_caches
+
+    reset_caches()
     parameters = sys.modules.get("aws_lambda_powertools.utilities.parameters")
     if parameters is not None:
         parameters.clear_caches()

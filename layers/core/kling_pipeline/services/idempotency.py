@@ -45,7 +45,7 @@ class IdempotentCall(BaseModel):
 
 
 @cache
-def _config() -> IdempotencyConfig:
+def idempotency_config() -> IdempotencyConfig:
     return IdempotencyConfig(
         event_key_jmespath="[operation, tenant_id, key]",
         payload_validation_jmespath="body",
@@ -55,19 +55,19 @@ def _config() -> IdempotencyConfig:
 
 
 @cache
-def _persistence() -> DynamoDBPersistenceLayer:
+def persistence_layer() -> DynamoDBPersistenceLayer:
     return DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table)
 
 
 def register_lambda_context(context: LambdaContext) -> None:
     """Lets Powertools expire an in-progress record when the invocation that holds it times out."""
-    _config().register_lambda_context(context)
+    idempotency_config().register_lambda_context(context)
 
 
 @cache
-def _idempotent(operation: Operation) -> Callable[..., dict[str, Any]]:
+def idempotent(operation: Operation) -> Callable[..., dict[str, Any]]:
     @idempotent_function(  # type: ignore[untyped-decorator]
-        data_keyword_argument="call", persistence_store=_persistence(), config=_config()
+        data_keyword_argument="call", persistence_store=persistence_layer(), config=idempotency_config()
     )
     def run(call: IdempotentCall) -> dict[str, Any]:
         return operation(call.body, call.tenant_id)
@@ -87,7 +87,7 @@ def run_once(
     deadline = time.monotonic() + IN_FLIGHT_WAIT_S
     while True:
         try:
-            return _idempotent(operation)(call=call)
+            return idempotent(operation)(call=call)
         except IdempotencyValidationError as exc:
             raise Conflict(f"Idempotency-Key {key!r} was already used with a different request body") from exc
         except IdempotencyAlreadyInProgressError as exc:

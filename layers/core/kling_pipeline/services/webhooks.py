@@ -251,7 +251,7 @@ def _attempt(generation: Generation, url: str, occurred_at: datetime) -> Attempt
     }
     try:
         # Streamed and closed unread: only the status line matters, whatever the receiver sends back.
-        with _http_client().stream("POST", url, content=body, headers=headers) as response:
+        with http_client().stream("POST", url, content=body, headers=headers) as response:
             status = response.status_code
     except httpx.HTTPError as exc:
         return AttemptResult(outcome="failed", error=_describe(exc, url), duration_ms=elapsed_ms())
@@ -272,7 +272,7 @@ def _describe(exc: httpx.HTTPError, url: str) -> str:
 
 
 @cache
-def _http_client() -> httpx.Client:
+def http_client() -> httpx.Client:
     # trust_env=False: no proxy or .netrc from the environment, so the address checked is the one called.
     return httpx.Client(
         timeout=httpx.Timeout(ATTEMPT_TIMEOUT_S),

@@ -1,0 +1,26 @@
+"""Every object this process builds lazily and keeps (settings, clients, stores, providers), forgotten in
+one call: the local stack and tests change the environment and endpoints between runs."""
+
+from __future__ import annotations
+
+
+def reset_caches() -> None:
+    from kling_pipeline import aws, config
+    from kling_pipeline.providers import registry
+    from kling_pipeline.services import idempotency, webhooks
+    from kling_pipeline.store import deliveries, elements, generations, media
+
+    config.reset_settings()
+    aws.reset_clients()
+    registry.reset_providers()
+    for factory in (
+        generations.get_generation_store,
+        elements.get_element_store,
+        deliveries.get_delivery_store,
+        media.get_media_store,
+        webhooks.http_client,
+        idempotency.persistence_layer,
+        idempotency.idempotency_config,
+        idempotency.idempotent,
+    ):
+        factory.cache_clear()
