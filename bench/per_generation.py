@@ -82,19 +82,24 @@ def _is_measurement(key: tuple[str, str]) -> bool:
 
 def main() -> dict[str, Any]:
     BaseClient._make_api_call = _counting  # type: ignore[attr-defined]
-    stack = LocalStack(api_port=0, aws_port=0, simulator=True, simulator_port=0, env_overrides=ENV)
-    with stack, httpx.Client(base_url=stack.api_url, headers={"x-api-key": "bench-key"}, timeout=30) as api:
-        result = {
-            "benchmark": "per_generation",
-            "note": "steady state after one warm-up generation; local stack, provider pinned to kling; "
-            "idle sqs.ReceiveMessage long-polls excluded; sqs.DeleteMessage: the event source mappings'",
-            "warm_up": measure(stack, api, drop_callbacks=False, generation_s=1.0)["status"],
-            # The provider finishes at 1 s, the first poll is at 4 s: the callback wins.
-            "callback_on_time": measure(stack, api, drop_callbacks=False, generation_s=1.0),
-            # No callback; the provider finishes at 7 s: polls at 4, 6 and 8 s, the last one ingests.
-            "callback_lost": measure(stack, api, drop_callbacks=True, generation_s=7.0),
-        }
-    return result
+    stack = LocalStack(env_overrides=ENV)
+    try:
+        with (
+            stack,
+            httpx.Client(base_url=stack.api_url, headers={"x-api-key": "bench-key"}, timeout=30) as api,
+        ):
+            return {
+                "benchmark": "per_generation",
+                "note": "steady state after one warm-up generation; local stack, provider pinned to kling; "
+                "idle sqs.ReceiveMessage long-polls excluded; sqs.DeleteMessage: the event source mappings'",
+                "warm_up": measure(stack, api, drop_callbacks=False, generation_s=1.0)["status"],
+                # The provider finishes at 1 s, the first poll is at 4 s: the callback wins.
+                "callback_on_time": measure(stack, api, drop_callbacks=False, generation_s=1.0),
+                # No callback; the provider finishes at 7 s: polls at 4, 6 and 8 s, the last one ingests.
+                "callback_lost": measure(stack, api, drop_callbacks=True, generation_s=7.0),
+            }
+    finally:
+        BaseClient._make_api_call = _original  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 
 from kling_local.stack.runner import LocalStack
@@ -110,11 +109,9 @@ def main() -> int:
     out_dir = Path("out")
     receiver = WebhookReceiver()
     print("Starting the local stack (moto, provider simulator, in-process Lambda handlers)…", flush=True)
-    with LocalStack(
-        api_port=0, aws_port=0, simulator=True, simulator_port=0, env_overrides=DEMO_ENV
-    ) as stack:
-        if stack.simulator is not None:
-            stack.simulator.config = stack.simulator.config.model_copy(update={"generation_time_s": 4.0})
+    with receiver, LocalStack(env_overrides=DEMO_ENV) as stack:
+        assert stack.simulator is not None
+        stack.simulator.configure(generation_time_s=4.0)
         print(
             f"API {stack.api_url}   AWS (moto) {stack.aws_endpoint_url}   bucket {stack.bucket}\n", flush=True
         )
@@ -128,7 +125,6 @@ def main() -> int:
         ok = report(final)
         ok = receiver.check(secret, final.get("text-to-video", {}).get("id")) and ok
         copy_outputs(stack, final, out_dir)
-    receiver.close()
     print("\nDemo passed: everything ended as expected." if ok else "\nDemo FAILED.", flush=True)
     return 0 if ok else 1
 
@@ -166,7 +162,7 @@ def watch(api: httpx.Client, ids: dict[str, str], timeout_s: float = 180) -> dic
 
 def upload_image(stack: LocalStack) -> str | None:
     """Sidecar first, then the image: the S3 trigger makes an image-to-video generation of it."""
-    s3 = boto3.client("s3", endpoint_url=stack.aws_endpoint_url, region_name=stack.region)
+    s3 = stack.client("s3")
     bucket = str(stack.bucket)
     sidecar = {"prompt": "The lighthouse beam sweeps across the night sky", "duration": 3}
     s3.put_object(Bucket=bucket, Key="uploads/lighthouse.json", Body=json.dumps(sidecar).encode())
@@ -223,6 +219,13 @@ class WebhookReceiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self._server.server_port}/hooks/video"
 
+    def __enter__(self) -> WebhookReceiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
     def check(self, secret: str, generation_id: str | None) -> bool:
         """Verify the Standard Webhooks signature the way a receiver would."""
         deadline = time.monotonic() + 10
@@ -243,9 +246,6 @@ class WebhookReceiver:
             flush=True,
         )
         return valid and event["data"]["id"] == generation_id
-
-    def close(self) -> None:
-        self._server.shutdown()
 
 
 def describe(generation: dict[str, Any]) -> str:
@@ -290,7 +290,7 @@ def report(final: dict[str, dict[str, Any]]) -> bool:
 
 
 def copy_outputs(stack: LocalStack, final: dict[str, dict[str, Any]], out_dir: Path) -> None:
-    s3 = boto3.client("s3", endpoint_url=stack.aws_endpoint_url, region_name=stack.region)
+    s3 = stack.client("s3")
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     for name, g in final.items():

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -24,6 +24,7 @@ import pytest
 
 from kling_local.stack import LocalStack
 from kling_local.stack.template import Template
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,16 +32,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 MINI_TEMPLATE = FIXTURES / "mini_template.yaml"
 REPO = Path(__file__).resolve().parents[2]
 KEY = {"x-api-key": "local-dev-key"}
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float = 15.0, interval_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def fake(name: str) -> Any:
@@ -57,7 +48,7 @@ def stack() -> Iterator[LocalStack]:
         template_path=MINI_TEMPLATE,
         simulator=True,
         env_overrides={"STACK_LABEL": "overridden"},
-        max_visibility_timeout_s=1,
+        max_visibility_timeout=1,
     )
     try:
         with local:
@@ -328,7 +319,7 @@ def test_cli_local_runs_until_sigterm(tmp_path: Path) -> None:
     command += ["--no-simulator", "--state-file", str(state_file), "--template", str(MINI_TEMPLATE)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(state_file.exists, timeout_s=30)
+        wait_for(state_file.exists, timeout=30)
         state = json.loads(state_file.read_text())
         response = httpx.get(f"{state['api_url']}/v1/items/1", headers=KEY)
         assert response.status_code == 200

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 
 from kling_local.mp4gen import ffmpeg_exe
 from kling_local.simulator import SimulatorServer
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,17 +52,6 @@ def omni_body(**overrides: Any) -> dict[str, Any]:
     return body | overrides
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s, last value {value!r}")
-        time.sleep(0.05)
-
-
 def kling_task(
     http: httpx.Client, simulator: SimulatorServer, task_id: str, path: str = OMNI
 ) -> dict[str, Any]:
@@ -74,7 +64,7 @@ def kling_task(
 def kling_final(
     http: httpx.Client, simulator: SimulatorServer, task_id: str, path: str = OMNI
 ) -> dict[str, Any]:
-    result: dict[str, Any] = wait_until(
+    result: dict[str, Any] = wait_for(
         lambda: (
             (t := kling_task(http, simulator, task_id, path))["task_status"] in ("succeed", "failed") and t
         )
@@ -329,7 +319,7 @@ def test_kling_elements_lifecycle(http: httpx.Client, simulator: SimulatorServer
         ).json()["data"]
         return data if data["task_status"] == "succeed" else None
 
-    element = wait_until(ready)["task_result"]["elements"][0]
+    element = wait_for(ready)["task_result"]["elements"][0]
     assert isinstance(element["element_id"], int) and element["element_name"] == "Hero"
     listed = http.get("/v1/general/advanced-custom-elements", headers=headers).json()["data"]
     assert [t["task_id"] for t in listed] == [task_id]
@@ -469,7 +459,7 @@ def test_evolink_retries_a_failing_callback(
     }
     task = http.post("/v1/videos/generations", json=body, headers=EVOLINK_KEY).json()
     callback_receiver.wait_for(3)
-    attempts = wait_until(lambda: len(a := simulator.callbacks(task["id"])) == 3 and a)
+    attempts = wait_for(lambda: len(a := simulator.callbacks(task["id"])) == 3 and a)
     assert [(a["attempt"], a["status"]) for a in attempts] == [(1, 500), (2, 503), (3, 200)]
 
 
@@ -481,7 +471,7 @@ def test_evolink_custom_element(http: httpx.Client) -> None:
         "reference_image_urls": ["https://e.x/side.png"],
     }
     task = http.post("/v1/videos/generations", json=body, headers=EVOLINK_KEY).json()
-    done = wait_until(
+    done = wait_for(
         lambda: (
             (t := http.get(f"/v1/tasks/{task['id']}", headers=EVOLINK_KEY).json())["status"] == "completed"
             and t
@@ -521,7 +511,7 @@ def test_kling3api_generate_status_and_download(http: httpx.Client, tmp_path: Pa
         ).json()
         return status if status["data"]["status"] == "SUCCESS" else None
 
-    status = wait_until(done)["data"]
+    status = wait_for(done)["data"]
     assert status["type"] == "o3-std-text-to-video" and status["error_message"] is None
     assert status["request"] == {
         "type": "o3-std-text-to-video",
@@ -592,7 +582,7 @@ def test_fail_tag_and_failure_rate_end_tasks_failed(
     task = http.post(
         "/v1/videos/generations", json={"model": "kling-o3-text-to-video", "prompt": "x"}, headers=EVOLINK_KEY
     ).json()
-    failed = wait_until(
+    failed = wait_for(
         lambda: (
             (t := http.get(f"/v1/tasks/{task['id']}", headers=EVOLINK_KEY).json())["status"] == "failed" and t
         )
@@ -712,7 +702,7 @@ def test_callback_drop_duplicate_out_of_order_and_drop_tag(
         "data"
     ]
     kling_final(http, simulator, dropped["task_id"])
-    wait_until(lambda: len(simulator.callbacks(dropped["task_id"])) == 2)
+    wait_for(lambda: len(simulator.callbacks(dropped["task_id"])) == 2)
     assert {c["error"] for c in simulator.callbacks(dropped["task_id"])} == {"dropped"}
     # the tag drops them without even recording an attempt
     simulator.configure(callback_drop_rate=0.0)
@@ -738,7 +728,7 @@ def test_callback_delay(http: httpx.Client, simulator: SimulatorServer, callback
     simulator.configure(callback_delay_s=0.5)
     body = {"model": "kling-o3-text-to-video", "prompt": "x", "callback_url": callback_receiver.url}
     task = http.post("/v1/videos/generations", json=body, headers=EVOLINK_KEY).json()
-    completed_at = wait_until(
+    completed_at = wait_for(
         lambda: (
             http.get(f"/v1/tasks/{task['id']}", headers=EVOLINK_KEY).json()["status"] == "completed"
             and time.monotonic()

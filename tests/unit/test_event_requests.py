@@ -8,7 +8,7 @@ publishes are read from a capture rule → SQS queue on the mocked bus.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -54,9 +54,8 @@ class FakeCreate:
         *,
         tenant_id: str,
         source: str = "api",
-        s3_prefixes: Sequence[str] | None = None,
     ) -> Generation:
-        request = validated_request(body, tenant_id=tenant_id, s3_prefixes=s3_prefixes)
+        request = validated_request(body, tenant_id=tenant_id)
         now = utcnow()
         generation = Generation(
             id=new_generation_id(),

@@ -220,16 +220,25 @@ def test_non_json_body_is_tolerated() -> None:
 REQUEST = parse_generation_request({"mode": "text-to-video", "prompt": "x"})
 
 
+def evolink() -> EvoLinkProvider:
+    return EvoLinkProvider(
+        api_key="k", base_url="https://evolink.test", client=httpx.Client(), retry=NO_WAIT_RETRY
+    )
+
+
+def kling3api() -> Kling3ApiProvider:
+    return Kling3ApiProvider(
+        api_key="k", base_url="https://k3.test", client=httpx.Client(), retry=NO_WAIT_RETRY
+    )
+
+
 @respx.mock
 def test_evolink_create_500_is_not_resent() -> None:
     route = respx.post("https://evolink.test/v1/videos/generations").respond(
         500, json={"error": {"code": "internal", "message": "boom"}}
     )
-    provider = EvoLinkProvider(
-        api_key="k", base_url="https://evolink.test", client=httpx.Client(), retry=NO_WAIT_RETRY
-    )
     with pytest.raises(ProviderError) as caught:
-        provider.submit(REQUEST, callback_url=None, external_task_id="gen_1")
+        evolink().submit(REQUEST, callback_url=None, external_task_id="gen_1")
     assert caught.value.kind == "retryable"
     assert route.call_count == 1
 
@@ -239,11 +248,8 @@ def test_evolink_create_read_timeout_is_not_resent() -> None:
     route = respx.post("https://evolink.test/v1/videos/generations").mock(
         side_effect=httpx.ReadTimeout("slow")
     )
-    provider = EvoLinkProvider(
-        api_key="k", base_url="https://evolink.test", client=httpx.Client(), retry=NO_WAIT_RETRY
-    )
     with pytest.raises(ProviderError) as caught:
-        provider.submit(REQUEST, callback_url=None, external_task_id="gen_1")
+        evolink().submit(REQUEST, callback_url=None, external_task_id="gen_1")
     assert (caught.value.kind, caught.value.code) == ("retryable", "timeout")
     assert route.call_count == 1
 
@@ -256,10 +262,7 @@ def test_kling3api_create_connect_error_is_resent() -> None:
             httpx.Response(200, json={"code": 200, "data": {"task_id": "n71a", "status": "IN_PROGRESS"}}),
         ]
     )
-    provider = Kling3ApiProvider(
-        api_key="k", base_url="https://k3.test", client=httpx.Client(), retry=NO_WAIT_RETRY
-    )
-    assert provider.submit(REQUEST, callback_url=None, external_task_id="gen_1").task_id == "n71a"
+    assert kling3api().submit(REQUEST, callback_url=None, external_task_id="gen_1").task_id == "n71a"
     assert route.call_count == 2
 
 
@@ -273,8 +276,5 @@ def test_kling3api_status_query_is_retried() -> None:
             ),
         ]
     )
-    provider = Kling3ApiProvider(
-        api_key="k", base_url="https://k3.test", client=httpx.Client(), retry=NO_WAIT_RETRY
-    )
-    assert provider.query("n71a").task_id == "n71a"
+    assert kling3api().query("n71a").task_id == "n71a"
     assert route.call_count == 2

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import timedelta
-from pathlib import Path
 
 import boto3
 import httpx
 import pytest
 import respx
-from moto import mock_aws
 
 from kling_local.mp4gen import make_mp4
-from kling_local.stack.template import Template
-from kling_pipeline.caches import reset_caches
-from kling_pipeline.domain.generation import Generation, utcnow
-from kling_pipeline.domain.request import parse_generation_request
 from kling_pipeline.domain.status import Status
 from kling_pipeline.services.download import DownloadFailed
 from kling_pipeline.services.ingest import IngestMessage, ingest
 from kling_pipeline.store.generations import get_generation_store
 
-ROOT = Path(__file__).resolve().parents[2]
-PROVIDER = "http://127.0.0.1:9"
+from .conftest import PROVIDER, stored_generation
+
 TASK = "tk_1"
 KEY = "outputs/tenant-a/gen_test/video-1.mp4"
 
@@ -35,51 +28,8 @@ def video() -> bytes:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "GENERATIONS_TABLE": "generations",
-        "BUCKET_NAME": "media",
-        "EVENT_BUS_NAME": "bus",
-        "KLING_API_BASE_URL": PROVIDER,
-        "KLING_ACCESS_KEY": "ak",
-        "KLING_SECRET_KEY": "sk-for-tests-only-long-enough-for-hs256",
-        "LOCAL_ALLOW_HTTP_LOOPBACK": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    props = Template.load(ROOT / "template.yaml").resources["GenerationsTable"].properties
-    with mock_aws():
-        boto3.client("dynamodb").create_table(
-            TableName="generations",
-            AttributeDefinitions=props["AttributeDefinitions"],
-            KeySchema=props["KeySchema"],
-            GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        boto3.client("s3").create_bucket(Bucket="media")
-        boto3.client("events").create_event_bus(Name="bus")
-        reset_caches()
-        now = utcnow()
-        get_generation_store().create(
-            Generation(
-                id="gen_test",
-                tenant_id="tenant-a",
-                status=Status.PROCESSING,
-                mode="text-to-video",
-                model="kling-o3",
-                provider="kling",
-                provider_task_id=TASK,
-                created_at=now,
-                updated_at=now,
-                request=parse_generation_request({"mode": "text-to-video", "prompt": "x"}),
-                deadline_at=now + timedelta(hours=1),
-            )
-        )
-        yield
-        reset_caches()
+def aws(pipeline_aws: None) -> None:
+    get_generation_store().create(stored_generation())
 
 
 def succeeded(url: str) -> httpx.Response:

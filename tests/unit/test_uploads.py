@@ -12,7 +12,7 @@ import json
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -93,9 +93,8 @@ class FakeCreate:
         *,
         tenant_id: str,
         source: str = "api",
-        s3_prefixes: Sequence[str] | None = None,
     ) -> Generation:
-        request = validated_request(body, tenant_id=tenant_id, s3_prefixes=s3_prefixes)
+        request = validated_request(body, tenant_id=tenant_id)
         now = utcnow()
         generation = Generation(
             id=new_generation_id(),

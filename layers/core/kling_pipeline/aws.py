@@ -49,9 +49,7 @@ def events() -> EventBridgeClient:
 
 @cache
 def generations_table() -> Table:
-    resource = boto3.session.Session().resource(
-        "dynamodb", region_name=get_settings().aws_region, config=_CONFIG
-    )
+    resource = boto3.session.Session().resource("dynamodb", region_name=_region(), config=_CONFIG)
     return resource.Table(get_settings().generations_table)
 
 

@@ -1,8 +1,8 @@
 """Typed configuration from the environment (same names locally and in Lambda), built once on first use.
 
-Secrets are referenced by name: when `PROVIDER_SECRET_NAME` / `SIGNING_SECRET_NAME` are set, their JSON
-values (cached by Powertools parameters) override the plain environment, so a deployed stack keeps keys
-in Secrets Manager while a developer can still export `KLING_ACCESS_KEY` locally.
+Secrets are referenced by name: when `PROVIDER_SECRET_NAME`, `SIGNING_SECRET_NAME` or `WEBHOOK_SECRET_NAME`
+is set, its JSON value (cached by Powertools parameters) overrides the plain environment, so a deployed
+stack keeps keys in Secrets Manager while a developer can still export `KLING_ACCESS_KEY` locally.
 """
 
 from __future__ import annotations
@@ -62,8 +62,7 @@ class Settings(BaseSettings):
     webhook_dlq_url: str | None = None
     state_machine_arn: str | None = None
 
-    # Local stack only.
-    local_api_keys: str | None = None
+    # Local stack only (its front door reads LOCAL_API_KEYS itself).
     local_allow_private_webhooks: bool = False
     local_allow_http_loopback: bool = False
 
@@ -106,11 +105,6 @@ class Settings(BaseSettings):
         if not value or min(value) < 0:
             raise ValueError("needs at least one delay, none negative")
         return value
-
-    def api_keys(self) -> dict[str, str]:
-        """`LOCAL_API_KEYS=key=tenant,key2=tenant2` as {key: tenant}."""
-        pairs = (item.split("=", 1) for item in (self.local_api_keys or "").split(",") if "=" in item)
-        return {key.strip(): tenant.strip() for key, tenant in pairs}
 
 
 def _secret_values(name: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Domain errors. Raised anywhere in core; mapped to HTTP bodies in exactly one place (the API handler)."""
+"""Domain errors. Raised anywhere in core; mapped to HTTP bodies in exactly one place (`api_errors`)."""
 
 from __future__ import annotations
 

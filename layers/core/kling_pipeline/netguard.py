@@ -1,7 +1,8 @@
 """SSRF guard for every URL we fetch or post to that we did not choose ourselves.
 
 Checked at use time (not only at submit time), on the resolved addresses, so a DNS name that later
-points at 169.254.169.254 or a private range is refused. Redirects are never followed by our clients.
+points at 169.254.169.254 or a private range is refused. Our clients never follow redirects on their own
+(downloads follow them by hand, checking each hop).
 """
 
 from __future__ import annotations
@@ -11,23 +12,11 @@ import socket
 from urllib.parse import urlsplit
 
 from kling_pipeline.config import get_settings
+from kling_pipeline.domain.validation import is_forbidden_ip
 
 
 class UnsafeUrl(ValueError):
     """The URL is not https, or resolves to an address we never talk to."""
-
-
-def _is_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
 
 
 def check_url(url: str, *, allow_private: bool = False) -> None:
@@ -41,14 +30,15 @@ def check_url(url: str, *, allow_private: bool = False) -> None:
     host = parts.hostname
     if not host:
         raise UnsafeUrl("URL has no host")
-    loopback_ok = get_settings().local_allow_http_loopback
     addresses = _resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
-    all_loopback = all(address.is_loopback for address in addresses)
-    if parts.scheme != "https" and not ((loopback_ok and all_loopback) or allow_private):
-        raise UnsafeUrl("only https URLs are allowed")
-    if allow_private or (loopback_ok and all_loopback):
+    exempt = allow_private or (
+        get_settings().local_allow_http_loopback and all(address.is_loopback for address in addresses)
+    )
+    if exempt:
         return
-    if any(_is_forbidden(address) for address in addresses):
+    if parts.scheme != "https":
+        raise UnsafeUrl("only https URLs are allowed")
+    if any(is_forbidden_ip(address) for address in addresses):
         raise UnsafeUrl(f"{host} resolves to a private, loopback or link-local address")
 
 

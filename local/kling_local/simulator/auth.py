@@ -72,12 +72,12 @@ def check_bearer(authorization: str | None, api_key: str) -> bool:
     return token is not None and hmac.compare_digest(token, api_key)
 
 
-def make_kling_jwt(access_key: str, secret_key: str, *, lifetime_s: int = KLING_JWT_LIFETIME_S) -> str:
+def make_kling_jwt(access_key: str, secret_key: str) -> str:
     """A token as Kling's docs build it (iss = AK, exp = now + 30 min, nbf = now - 5): for tests and demos."""
     now = int(time.time())
     with _short_keys_allowed():
         return jwt.encode(
-            {"iss": access_key, "exp": now + lifetime_s, "nbf": now - 5},
+            {"iss": access_key, "exp": now + KLING_JWT_LIFETIME_S, "nbf": now - 5},
             secret_key,
             algorithm="HS256",
             headers={"alg": "HS256", "typ": "JWT"},

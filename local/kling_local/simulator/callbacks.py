@@ -21,6 +21,7 @@ import httpx
 from kling_local.simulator.recorder import Recorder
 
 CALLBACK_TIMEOUT_S = 10.0  # both gateways document a 10 s callback timeout
+WORKERS = 8
 
 
 @dataclass(order=True)
@@ -37,13 +38,13 @@ class _Job:
 class CallbackDispatcher:
     """Posts callback bodies to their URLs at their due time; records every attempt."""
 
-    def __init__(self, recorder: Recorder, workers: int = 8) -> None:
+    def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
         self._heap: list[_Job] = []
         self._seq = itertools.count()
         self._wakeup = threading.Condition()
         self._stopping = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sim-callback")
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="sim-callback")
         self._client = httpx.Client(
             timeout=CALLBACK_TIMEOUT_S, trust_env=False, headers={"user-agent": "kling-sim/1.0"}
         )
@@ -74,9 +75,9 @@ class CallbackDispatcher:
         url: str,
         bodies: list[dict[str, Any]],
         *,
-        delay_s: float = 0.0,
-        retries: int = 0,
-        backoff_s: float = 0.5,
+        delay_s: float,
+        retries: int,
+        backoff_s: float,
     ) -> None:
         job = _Job(time.monotonic() + delay_s, next(self._seq), task_id, url, bodies, retries, backoff_s)
         with self._wakeup:

@@ -48,9 +48,7 @@ async def callbacks(request: Request) -> Response:
 
 
 async def tasks(request: Request) -> Response:
-    provider = request.query_params.get("provider")
-    found = sim(request).engine.all_tasks()
-    return JSONResponse([t.summary() for t in found if provider is None or t.provider == provider])
+    return JSONResponse(sim(request).engine.summaries(request.query_params.get("provider")))
 
 
 async def stats(request: Request) -> Response:

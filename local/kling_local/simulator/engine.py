@@ -78,8 +78,6 @@ class Engine:
         dispatcher: CallbackDispatcher,
         signer: LinkSigner,
         base_url: Callable[[], str],
-        *,
-        prerender: bool = True,
     ) -> None:
         self._lock = threading.RLock()
         self._initial_config = config.model_copy(deep=True)
@@ -93,9 +91,8 @@ class Engine:
         self._rng = random.Random()
         self._applied_seed: int | Literal["unset"] | None = "unset"
         self._element_ids: set[str] = set()
-        self._prerender = (
-            ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-mp4") if prerender else None
-        )
+        # Render a task's MP4 while it "generates", so its first download does not wait for ffmpeg.
+        self._prerender = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-mp4")
 
     # -- configuration -------------------------------------------------------------------------------
 
@@ -129,8 +126,7 @@ class Engine:
             self._applied_seed = "unset"
 
     def close(self) -> None:
-        if self._prerender is not None:
-            self._prerender.shutdown(wait=False, cancel_futures=True)
+        self._prerender.shutdown(wait=False, cancel_futures=True)
 
     # -- fault decisions -----------------------------------------------------------------------------
 
@@ -141,10 +137,6 @@ class Engine:
             self._rng.seed(seed if seed is not None else int.from_bytes(os.urandom(8), "big"))
             self._applied_seed = seed
         return probability > 0 and self._rng.random() < probability
-
-    def roll(self, knob: str, provider: str) -> bool:
-        with self._lock:
-            return self._roll(self._config.rate(knob, provider))
 
     def http_fault(self, provider: str) -> Literal["5xx", "429"] | None:
         """A random 5xx or 429 for a create or query, per `error_5xx_rate` / `error_429_rate`."""
@@ -217,7 +209,7 @@ class Engine:
             self.store.add(task)
             self.recorder.task_created(new.provider)
             self.recorder.set_in_flight(new.provider, self.store.in_flight(new.provider))
-        if new.spec is not None and self._prerender is not None and fail_message is None:
+        if new.spec is not None and fail_message is None:
             spec = new.spec
             self._prerender.submit(make_mp4, spec.width, spec.height, spec.duration_s, sound=spec.sound)
         return task
@@ -243,9 +235,10 @@ class Engine:
                 self._advance(task, now)
             return sorted(tasks, key=lambda t: t.created_at, reverse=True)
 
-    def all_tasks(self) -> list[SimTask]:
+    def summaries(self, provider: str | None = None) -> list[dict[str, Any]]:
+        """Every task (or one provider's) in the neutral view of `GET /_sim/tasks`."""
         with self._lock:
-            return self.store.all()
+            return [t.summary() for t in self.store.all() if provider is None or t.provider == provider]
 
     def cancel(self, task: SimTask, code: str, message: str) -> bool:
         """End a task `failed` with `code`; False when it had already ended."""

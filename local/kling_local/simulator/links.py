@@ -46,8 +46,8 @@ class LinkInvalidError(Exception):
 
 
 class LinkSigner:
-    def __init__(self, secret: bytes | None = None) -> None:
-        self._secret = secret or os.urandom(32)
+    def __init__(self) -> None:
+        self._secret = os.urandom(32)
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()[:18])
@@ -66,7 +66,7 @@ class LinkSigner:
         payload = _b64(json.dumps(data, separators=(",", ":")).encode())
         return f"{payload}.{self._sign(payload)}"
 
-    def verify(self, token: str, now: float | None = None) -> LinkClaims:
+    def verify(self, token: str) -> LinkClaims:
         payload, _, signature = token.partition(".")
         if not signature or not hmac.compare_digest(signature, self._sign(payload)):
             raise LinkInvalidError("signature does not match")
@@ -76,6 +76,6 @@ class LinkSigner:
             claims = LinkClaims(str(data["t"]), spec, data["p"], float(data["e"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise LinkInvalidError("malformed token") from exc
-        if (time.time() if now is None else now) >= claims.expires_at:
+        if time.time() >= claims.expires_at:
             raise LinkExpiredError("link expired")
         return claims

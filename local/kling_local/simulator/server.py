@@ -1,23 +1,18 @@
 """Running the simulator: in-process for tests (`SimulatorServer`) or from the CLI (`serve_forever`).
 
-uvicorn serves the app from a background thread on a socket bound before start, so port 0 works and
-`.url` is known as soon as `start()` returns; the ticker and the callback dispatcher are threads of
-their own. Everything stops with `stop()` (or the context manager), leaving no thread behind.
+uvicorn serves the app from a background thread on a socket bound at construction, so port 0 works and
+`.url` is known before `start()`; the ticker and the callback dispatcher are threads of their own.
+`stop()` (or the context manager) ends them all; only an MP4 pre-render already running finishes.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import signal
-import socket
-import threading
-import time
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
-import uvicorn
-
+from kling_local.serving import BackgroundServer, stop_signals
 from kling_local.simulator.app import build_app
 from kling_local.simulator.auth import make_kling_jwt
 from kling_local.simulator.callbacks import CallbackDispatcher
@@ -28,8 +23,6 @@ from kling_local.simulator.engine import Engine
 from kling_local.simulator.links import LinkSigner
 from kling_local.simulator.recorder import Recorder
 from kling_local.simulator.ticker import Ticker
-
-START_TIMEOUT_S = 10.0
 
 
 class _HideSimulatedCuts(logging.Filter):
@@ -73,72 +66,43 @@ class SimulatorServer:
     ...     server.url, server.credentials.evolink_api_key
     """
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        config: SimConfig | None = None,
-        credentials: SimCredentials | None = None,
-        *,
-        prerender: bool = True,
-    ) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, config: SimConfig | None = None) -> None:
         self.host = host
-        self.credentials = credentials or SimCredentials()
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.port: int = self._socket.getsockname()[1]
+        self.credentials = SimCredentials()
+        self._http = BackgroundServer(host, port, name="simulator")
+        self.port = self._http.port
         self.recorder = Recorder()
         self._dispatcher = CallbackDispatcher(self.recorder)
         self._signer = LinkSigner()
         self.engine = Engine(
-            config or SimConfig(),
-            self.recorder,
-            self._dispatcher,
-            self._signer,
-            lambda: self.url,
-            prerender=prerender,
+            config or SimConfig(), self.recorder, self._dispatcher, self._signer, lambda: self.url
         )
         self._ticker = Ticker(self.engine)
-        app = build_app(SimContext(self.engine, self.credentials, self._signer))
-        uvicorn_config = uvicorn.Config(
-            app, log_config=None, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
-        )
-        self._server = uvicorn.Server(uvicorn_config)
-        self._thread = threading.Thread(target=self._serve, name="sim-http", daemon=True)
+        self._app = build_app(SimContext(self.engine, self.credentials, self._signer))
         self._started = False
 
     # -- lifecycle -----------------------------------------------------------------------------------
-
-    def _serve(self) -> None:
-        self._server.run(sockets=[self._socket])
 
     def start(self) -> SimulatorServer:
         """Start serving; returns once the port accepts connections."""
         if self._started:
             return self
-        self._socket.listen(2048)
         self._dispatcher.start()
         self._ticker.start()
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the simulator did not start")
-            time.sleep(0.01)
+        try:
+            self._http.start(self._app, timeout_keep_alive=30)
+        except BaseException:
+            self.stop()
+            raise
         self._started = True
         return self
 
     def stop(self) -> None:
         """Stop serving and every background thread; pending (delayed) callbacks are dropped."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self._http.stop()
         self._ticker.stop()
         self._dispatcher.stop()
         self.engine.close()
-        self._socket.close()
         self._started = False
 
     def __enter__(self) -> SimulatorServer:
@@ -189,7 +153,7 @@ class SimulatorServer:
         return self.recorder.callbacks(task_id)
 
     def tasks(self, provider: str | None = None) -> list[dict[str, Any]]:
-        return [t.summary() for t in self.engine.all_tasks() if provider is None or t.provider == provider]
+        return self.engine.summaries(provider)
 
     def provider_env(self) -> dict[str, str]:
         """`KLING_API_BASE_URL`, keys etc. pointing the pipeline at this simulator."""
@@ -200,23 +164,17 @@ class SimulatorServer:
         return make_kling_jwt(self.credentials.kling_access_key, self.credentials.kling_secret_key)
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 9100, config: SimConfig | None = None) -> None:
+def serve_forever(host: str = "127.0.0.1", port: int = 9100) -> None:
     """Run until Ctrl-C or SIGTERM, printing the URL and the credentials to use (the CLI's `simulate`)."""
-    server = SimulatorServer(host=host, port=port, config=config).start()
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    print(f"Kling provider simulator listening on {server.url}  (control: {server.url}/_sim/config)")
-    for name, value in server.provider_env().items():
-        print(f"  {name}={value}")
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.stop()
-        print("simulator stopped")
+    server = SimulatorServer(host=host, port=port).start()
+    with stop_signals() as stopping:
+        print(f"Kling provider simulator listening on {server.url}  (control: {server.url}/_sim/config)")
+        for name, value in server.provider_env().items():
+            print(f"  {name}={value}")
+        print("Press Ctrl-C to stop.", flush=True)
+        try:
+            while not stopping.wait(0.5):
+                pass
+        finally:
+            server.stop()
+            print("simulator stopped")

@@ -57,18 +57,17 @@ class SimTask:
     deleted: bool = False
     processing_snapshot: dict[str, Any] | None = None  # wire body as of 'processing' (out-of-order replay)
 
-    def progress(self, now: float | None = None) -> int:
-        """0 while submitted, rising 5 → 95 while processing (held at 95 if it never ends), 100 when done."""
+    def progress(self) -> int:
+        """0 submitted or failed, 100 succeeded; processing: 5 → 95 with the clock (50 if it never ends)."""
         if self.state is TaskState.SUCCEEDED:
             return 100
-        if self.state is TaskState.SUBMITTED:
+        if self.state is not TaskState.PROCESSING:
             return 0
-        if self.state is TaskState.FAILED:
-            return 0
-        now = time.monotonic() if now is None else now
-        if self.finish_at is None or self.finish_at <= self.processing_at:
-            return 50 if self.finish_at is None else 95
-        share = (now - self.processing_at) / (self.finish_at - self.processing_at)
+        if self.finish_at is None:
+            return 50
+        if self.finish_at <= self.processing_at:
+            return 95
+        share = (time.monotonic() - self.processing_at) / (self.finish_at - self.processing_at)
         return max(5, min(95, int(5 + 90 * share)))
 
     def summary(self) -> dict[str, Any]:

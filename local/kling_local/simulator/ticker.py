@@ -16,9 +16,8 @@ logger = logging.getLogger(__name__)
 
 
 class Ticker:
-    def __init__(self, engine: Engine, interval_s: float = TICK_S) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sim-ticker", daemon=True)
 
@@ -31,7 +30,7 @@ class Ticker:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        while not self._stop.wait(TICK_S):
             try:
                 self._engine.tick()
             except Exception:  # a bug in one tick must not stop time for every task

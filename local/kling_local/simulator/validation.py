@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 MAX_SHOTS = 6
 MAX_SHOT_PROMPT = 512
 MAX_CALLBACK_URL = 2048
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class Invalid(Exception):
@@ -111,6 +110,14 @@ def check_shots(shots: Any, total_duration: int, name: str = "multi_prompt") -> 
     return shots
 
 
+def check_watermark(value: Any, name: str) -> None:
+    """`watermark_info`, when given, is `{"enabled": bool}`."""
+    require(
+        value is None or (isinstance(value, dict) and isinstance(value.get("enabled", False), bool)),
+        f"{name} must be {{'enabled': bool}}",
+    )
+
+
 def check_reference_counts(images: int, elements: int, has_video: bool, has_first_frame: bool) -> None:
     """images + elements ≤ 7 (≤ 4 with a video); ≤ 3 elements with a first frame."""
     limit = 4 if has_video else 7
@@ -121,8 +128,8 @@ def check_reference_counts(images: int, elements: int, has_video: bool, has_firs
     require(not (has_first_frame and elements > 3), "at most 3 elements are supported with a first frame")
 
 
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -130,8 +137,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_callback_url(url: Any, *, https_only: bool) -> str | None:
-    """A callback URL the gateway accepts: HTTPS, public host, ≤ 2048 chars.
+def check_callback_url(url: Any) -> str | None:
+    """A callback URL EvoLink accepts: HTTPS, public host, ≤ 2048 chars.
 
     Loopback hosts are accepted over plain HTTP too: the local stack listens on 127.0.0.1 and the
     simulator runs beside it (a real gateway would refuse them).
@@ -144,13 +151,12 @@ def check_callback_url(url: Any, *, https_only: bool) -> str | None:
     parts = urlsplit(url)
     host = parts.hostname or ""
     require(parts.scheme in ("http", "https") and host != "", "callback_url must be an absolute URL")
-    if is_loopback(host):
+    if _is_loopback(host):
         return url
-    if https_only:
-        require(parts.scheme == "https", "callback_url must use HTTPS")
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return url
-        require(address.is_global, "callback_url must not point to an internal address")
+    require(parts.scheme == "https", "callback_url must use HTTPS")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return url
+    require(address.is_global, "callback_url must not point to an internal address")
     return url

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+WAIT_TIME_S = 1  # long-poll length: how long `stop()` may wait for a consumer
+
 Delivery = Literal["sqs", "eventbridge"]
 
 
@@ -102,14 +104,12 @@ class QueueConsumer:
         *,
         region: str,
         account_id: str,
-        wait_time_s: int = 1,
     ) -> None:
         self.mapping = mapping
         self._registry = registry
         self._sqs = sqs
         self._region = region
         self._account_id = account_id
-        self._wait_time_s = wait_time_s
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run,
@@ -131,30 +131,28 @@ class QueueConsumer:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.poll_once()
+                self._poll_once()
             except Exception:
                 if self._stop.is_set():
                     return
                 logger.exception("polling %s failed", self.mapping.queue_url)
                 self._stop.wait(1.0)
 
-    def poll_once(self) -> int:
-        """Receive one batch and deliver it; the number of messages received."""
+    def _poll_once(self) -> None:
         response = self._sqs.receive_message(
             QueueUrl=self.mapping.queue_url,
             MaxNumberOfMessages=max(1, min(self.mapping.batch_size, 10)),
-            WaitTimeSeconds=self._wait_time_s,
+            WaitTimeSeconds=WAIT_TIME_S,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
         messages = response.get("Messages", [])
         if not messages or self._stop.is_set():
-            return len(messages)
+            return
         if self.mapping.delivery == "eventbridge":
             self._deliver_events(messages)
         else:
             self._deliver_batch(messages)
-        return len(messages)
 
     def _deliver_batch(self, messages: list[MessageTypeDef]) -> None:
         event = {"Records": [sqs_record(m, self.mapping.queue_arn, self._region) for m in messages]}

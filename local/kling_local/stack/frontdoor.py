@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import threading
-import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
+from kling_local.serving import BackgroundServer
 from kling_local.stack import gateway
 from kling_local.stack.gateway import GatewayError, GatewayResponses
 from kling_local.stack.lambdas import FunctionRegistry
@@ -47,21 +45,17 @@ _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 class FrontDoor:
-    """A uvicorn server on a socket bound at construction, so its URL is known before the stack is wired."""
+    """The API on a socket bound at construction, so its URL is known before the stack is wired."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.host, self.port = self._socket.getsockname()[:2]
-        self.url = f"http://{self.host}:{self.port}"
-        self.routes: list[Route] = []
-        self.api_keys: dict[str, str] = {}
-        self.account_id = "123456789012"
-        self.gateways: dict[str, GatewayResponses] = {}
+        self._http = BackgroundServer(host, port, name="front door")
+        self.url = f"http://{host}:{self._http.port}"
+        self._routes: list[Route] = []
+        self._api_keys: dict[str, str] = {}
+        self._account_id = ""
+        self._gateways: dict[str, GatewayResponses] = {}
+        self._busiest_api: str | None = None
         self._registry: FunctionRegistry | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
 
     def configure(
         self,
@@ -69,47 +63,29 @@ class FrontDoor:
         registry: FunctionRegistry,
         api_keys: Mapping[str, str],
         account_id: str,
-        gateways: Mapping[str, GatewayResponses] | None = None,
+        gateways: Mapping[str, GatewayResponses],
     ) -> None:
-        self.routes, self._registry, self.api_keys = list(routes), registry, dict(api_keys)
-        self.account_id = account_id
-        self.gateways = dict(gateways or {})
+        self._routes, self._registry, self._api_keys = list(routes), registry, dict(api_keys)
+        self._account_id = account_id
+        self._gateways = dict(gateways)
+        counts = Counter(route.api for route in self._routes)
+        self._busiest_api = counts.most_common(1)[0][0] if counts else None
 
     def _error(self, api: str | None, error: GatewayError) -> Response:
-        if api is None:  # no route matched: answer for the API with the most routes
-            counts: dict[str, int] = {}
-            for route in self.routes:
-                counts[route.api] = counts.get(route.api, 0) + 1
-            api = max(counts, key=lambda name: counts[name]) if counts else None
-        responses = self.gateways.get(api or "") or GatewayResponses()
+        """API Gateway's answer for `error`; no matched route answers for the API with the most routes."""
+        responses = self._gateways.get(api or self._busiest_api or "") or GatewayResponses()
         return responses.render(error, str(uuid.uuid4()))
 
-    def start(self, timeout_s: float = 10.0) -> None:
+    def start(self) -> None:
         app = Starlette(routes=[StarletteRoute("/{path:path}", self._handle, methods=_METHODS)])
-        config = uvicorn.Config(
-            app, log_config=None, log_level="warning", access_log=False, lifespan="off", ws="none"
-        )
-        self._server = uvicorn.Server(config)
-        self._socket.listen(1024)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, name="front-door", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the front door did not start")
-            time.sleep(0.02)
+        self._http.start(app, ws="none")
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-        self._socket.close()
+        self._http.stop()
 
     def _find(self, method: str, path: str) -> tuple[Route, dict[str, str]] | str | None:
         """The route and its path parameters; else the API of a path matched with another method."""
-        candidates = [(route, params) for route in self.routes if (params := route.match(path)) is not None]
+        candidates = [(route, params) for route in self._routes if (params := route.match(path)) is not None]
         for wanted in (method, "ANY"):
             for route, params in candidates:
                 if route.method == wanted:
@@ -125,7 +101,7 @@ class FrontDoor:
         api_key = tenant = None
         if route.api_key_required:
             api_key = request.headers.get("x-api-key")
-            tenant = self.api_keys.get(api_key or "")
+            tenant = self._api_keys.get(api_key or "")
             if tenant is None:
                 return self._error(route.api, gateway.INVALID_API_KEY)
         declared = request.headers.get("content-length", "")
@@ -142,7 +118,7 @@ class FrontDoor:
             route,
             params,
             b"".join(chunks),
-            account_id=self.account_id,
+            account_id=self._account_id,
             api_key=api_key,
             tenant=tenant,
         )

@@ -16,10 +16,11 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,11 +90,8 @@ def handler_path(template: Template, code_uri: str, handler: str) -> str:
     return ".".join([*parts, handler])
 
 
-def function_specs(
-    template: Template, resolver: Resolver, handler_overrides: Mapping[str, str] | None = None
-) -> list[FunctionSpec]:
+def function_specs(template: Template, resolver: Resolver) -> list[FunctionSpec]:
     """Every active `AWS::Serverless::Function`, resolved against the local stack's names."""
-    overrides = handler_overrides or {}
     specs = []
     for resource in template.of_type(SERVERLESS_FUNCTION):
         if not resolver.is_active(resource):
@@ -120,7 +118,7 @@ def function_specs(
                 logical_id=resource.logical_id,
                 name=resolver.physical_name(resource.logical_id),
                 arn=resolver.arn(resource.logical_id),
-                handler=overrides.get(resource.logical_id) or handler_path(template, code_uri, handler),
+                handler=handler_path(template, code_uri, handler),
                 runtime=to_text(resolver.resolve(props.get("Runtime", "python3.12"))),
                 timeout_s=int(resolver.resolve(props.get("Timeout", 3))),
                 memory_mb=int(resolver.resolve(props.get("MemorySize", 128))),
@@ -196,8 +194,6 @@ class FunctionRegistry:
 
 def ensure_importable(directory: Path) -> bool:
     """Put the template's directory on sys.path (handler packages live there); True when added."""
-    import sys
-
     entry = str(directory)
     if entry in sys.path:
         return False

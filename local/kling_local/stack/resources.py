@@ -81,8 +81,6 @@ class Provisioned:
     queues: dict[str, QueueInfo] = field(default_factory=dict)
     buckets: dict[str, str] = field(default_factory=dict)
     event_buses: dict[str, str] = field(default_factory=dict)
-    rules: dict[str, str] = field(default_factory=dict)
-    secrets: dict[str, str] = field(default_factory=dict)
     functions: dict[str, str] = field(default_factory=dict)
     state_machines: dict[str, str] = field(default_factory=dict)
     mappings: list[QueueMapping] = field(default_factory=list)
@@ -159,7 +157,6 @@ class Provisioner:
                 value = props.get("SecretString") or self._generated_secret(props.get("GenerateSecretString"))
             name = self.resolver.physical_name(resource.logical_id)
             client.create_secret(Name=name, SecretString=value)
-            self.result.secrets[resource.logical_id] = self.resolver.arn(resource.logical_id)
 
     @staticmethod
     def _generated_secret(spec: dict[str, Any] | None) -> str:
@@ -361,7 +358,6 @@ class Provisioner:
             request["ScheduleExpression"] = props["ScheduleExpression"]
             logger.warning("%s: schedules do not fire locally", logical_id)
         client.put_rule(**request)
-        self.result.rules[logical_id] = name
         local_targets = []
         for target in targets:
             arn = str(target["Arn"])
@@ -395,7 +391,6 @@ class Provisioner:
                 queue.url,
                 queue.arn,
                 spec.logical_id,
-                batch_size=10,
                 delivery="eventbridge",
                 max_attempts=1 + spec.async_retries,
                 on_failure_queue_url=on_failure.url if on_failure else None,

@@ -2,7 +2,7 @@
 
 Start order matters and is fixed here: the front door's socket is bound first (its URL is the callback
 base), then moto and the simulator start (their URLs go into the environment), then the environment is
-applied to this process, resources are created, the Step Functions shim is installed, queue consumers
+applied to this process, the Step Functions shim is installed, resources are created, queue consumers
 start, and the front door opens last, when everything behind it exists.
 
 The handlers' environment is built by `environment.stack_environment` (template < the user's §7
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
 import boto3
 from moto.server import ThreadedMotoServer
 
+from kling_local.serving import stop_signals
 from kling_local.stack import stepfunctions
 from kling_local.stack.consumers import QueueConsumer
 from kling_local.stack.environment import (
@@ -87,9 +88,7 @@ class LocalStack:
         stack_name: str = DEFAULT_STACK_NAME,
         env_overrides: Mapping[str, str] | None = None,
         parameter_overrides: Mapping[str, str] | None = None,
-        handler_overrides: Mapping[str, str] | None = None,
         max_visibility_timeout_s: int | None = None,
-        consumer_wait_s: int = 1,
     ) -> None:
         self.template_path = Path(template_path) if template_path else default_template_path()
         self._api_port, self._aws_port, self._host = api_port, aws_port, host
@@ -98,15 +97,9 @@ class LocalStack:
         self._region, self._stack_name = region, stack_name
         self._env_overrides = dict(env_overrides or {})
         self._parameter_overrides = dict(parameter_overrides or {})
-        self._handler_overrides = dict(handler_overrides or {})
         self._max_visibility_timeout_s = max_visibility_timeout_s
-        self._consumer_wait_s = consumer_wait_s
 
-        self.template: Template | None = None
-        self.resolver: Resolver | None = None
-        self.functions: FunctionRegistry | None = None
         self.resources: Provisioned | None = None
-        self.environment: dict[str, str] = {}
         self._front: FrontDoor | None = None
         self._moto: ThreadedMotoServer | None = None
         self._aws_endpoint_url: str | None = None
@@ -115,12 +108,6 @@ class LocalStack:
         self._env_patch = EnvironmentPatch()
         self._added_sys_path: str | None = None
         self._api_keys: dict[str, str] = {}
-
-    @classmethod
-    def current(cls) -> LocalStack | None:
-        """The stack running in this process, if any (there can be only one)."""
-        with cls._running_lock:
-            return cls._running
 
     # -- properties ----------------------------------------------------------------------------------
 
@@ -189,10 +176,6 @@ class LocalStack:
             aws_secret_access_key="local",  # noqa: S106 - moto's dummy credentials
         )
 
-    def invoke(self, function: str, event: Any) -> Any:
-        """Invoke a function (logical id, name or ARN) in-process, as Lambda would."""
-        return self._require(self.functions, "functions").invoke(function, event)
-
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def __enter__(self) -> Self:
@@ -216,12 +199,12 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        template = self.template = Template.load(self.template_path)
+        template = Template.load(self.template_path)
         self._front = FrontDoor(self._host, self._api_port)
         self._start_moto()
         if self._with_simulator:
             self._start_simulator()
-        resolver = self.resolver = Resolver(
+        resolver = Resolver(
             template,
             StackContext(
                 stack_name=self._stack_name,
@@ -230,8 +213,8 @@ class LocalStack:
                 parameter_overrides=self._parameter_overrides,
             ),
         )
-        specs = function_specs(template, resolver, self._handler_overrides)
-        self.environment = stack_environment(
+        specs = function_specs(template, resolver)
+        environment = stack_environment(
             union_environment(specs),
             aws_endpoint_url=self.aws_endpoint_url,
             region=self.region,
@@ -239,12 +222,12 @@ class LocalStack:
             simulator_env=self._simulator.provider_env() if self._simulator else None,
             overrides=self._env_overrides,
         )
-        self._env_patch.apply(self.environment)
-        self._api_keys = parse_api_keys(self.environment["LOCAL_API_KEYS"])
+        self._env_patch.apply(environment)
+        self._api_keys = parse_api_keys(environment["LOCAL_API_KEYS"])
         if ensure_importable(template.directory):
             self._added_sys_path = str(template.directory)
         reset_process_caches()
-        registry = self.functions = FunctionRegistry(specs)
+        registry = FunctionRegistry(specs)
         stepfunctions.install(registry)
         self.resources = Provisioner(
             template,
@@ -261,7 +244,6 @@ class LocalStack:
                 self.client("sqs"),
                 region=self.region,
                 account_id=resolver.context.account_id,
-                wait_time_s=self._consumer_wait_s,
             )
             consumer.start()
             self._consumers.append(consumer)
@@ -334,19 +316,10 @@ def serve_until_signalled(stack: LocalStack, state_file: str | Path | None) -> N
 
     The state file is removed on a clean stop, so its presence means "a stack is (probably) running".
     """
-    import signal
-    from types import FrameType
-
-    stopping = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials ..." per client
-    try:
+    with stop_signals() as stopping:
         stack.start()
         try:
             if state_file:
@@ -358,6 +331,3 @@ def serve_until_signalled(stack: LocalStack, state_file: str | Path | None) -> N
             stack.stop()
             if state_file:
                 Path(state_file).unlink(missing_ok=True)  # the file exists while the stack runs
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -8,7 +8,6 @@ key by key, lists are additive, scalars on the resource win.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,9 +125,6 @@ class Template:
 
     def of_type(self, *types: str) -> list[Resource]:
         return [resource for resource in self.resources.values() if resource.type in types]
-
-    def __iter__(self) -> Iterator[Resource]:
-        return iter(self.resources.values())
 
     def _build_resources(self) -> dict[str, Resource]:
         targets = {rtype: self.globals_for(section) for section, rtype in _GLOBALS_TARGETS.items()}

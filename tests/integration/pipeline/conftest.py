@@ -5,8 +5,7 @@ Timing knobs are seconds so fallback, retry and deadline paths run inside the su
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 
 from kling_local.simulator.config import SimConfig
 from kling_local.stack.runner import LocalStack
+from tests.integration.waiting import wait_for
 
 KEY_A, KEY_B = "key-a", "key-b"
 FAST_PROVIDER = {"generation_time_s": 1.0, "seed": 7}
@@ -53,17 +53,6 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
 def api_b(stack: LocalStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.api_url, headers={"x-api-key": KEY_B}, timeout=30) as client:
         yield client
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 60, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-        time.sleep(every)
 
 
 def wait_terminal(api: httpx.Client, generation_id: str, *, timeout: float = 60) -> dict[str, Any]:

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from kling_local.stack.runner import LocalStack
+from tests.integration.waiting import wait_for
 
-from .conftest import wait_for, wait_terminal
+from .conftest import wait_terminal
 
 pytestmark = pytest.mark.integration
 

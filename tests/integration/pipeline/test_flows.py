@@ -17,8 +17,9 @@ from kling_pipeline.config import get_settings
 from kling_pipeline.providers.base import ProviderName
 from kling_pipeline.providers.registry import get_providers
 from kling_pipeline.services.tokens import callback_token
+from tests.integration.waiting import wait_for
 
-from .conftest import wait_for, wait_terminal
+from .conftest import wait_terminal
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,9 @@ import pytest
 
 from kling_local.stack.runner import LocalStack
 from kling_pipeline.config import get_settings
+from tests.integration.waiting import wait_for
 
-from .conftest import wait_for, wait_terminal
+from .conftest import wait_terminal
 
 pytestmark = pytest.mark.integration
 

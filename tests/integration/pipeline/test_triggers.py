@@ -21,6 +21,7 @@ import pytest
 
 from kling_local.stack.runner import LocalStack
 from kling_pipeline.config import reset_settings
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +42,6 @@ def png(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 60, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-        time.sleep(every)
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,9 @@ from standardwebhooks.webhooks import Webhook
 
 from kling_local.stack.runner import LocalStack
 from kling_pipeline.config import reset_settings
+from tests.integration.waiting import wait_for
 
-from .conftest import wait_for, wait_terminal
+from .conftest import wait_terminal
 
 pytestmark = pytest.mark.integration
 

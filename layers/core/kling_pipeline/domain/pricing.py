@@ -19,8 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kling_pipeline.domain.request import GenerationRequest, Mode, Model, Quality
-from kling_pipeline.providers.base import ProviderName
+from kling_pipeline.domain.request import GenerationRequest, Mode, Model, ProviderName, Quality
 
 Unit = Literal["usd", "credits", "unpriced"]
 Billing = Literal["duration", "input_length", "fixed"]

@@ -99,6 +99,15 @@ class AspectRatio(StrEnum):
     SQUARE = "1:1"
 
 
+class ProviderName(StrEnum):
+    """Here rather than in `providers`: requests pin a provider and prices are per provider, and the
+    domain must not depend on the adapters."""
+
+    KLING = "kling"
+    EVOLINK = "evolink"
+    KLING3API = "kling3api"
+
+
 VideoReferType = Literal["base", "feature"]
 
 
@@ -199,7 +208,7 @@ def allow_private_webhooks() -> bool:
 class GenerationRequest(BaseModel):
     """Validated request with defaults filled in; what we store and echo back as `request`."""
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    model_config = ConfigDict(extra="forbid")
 
     model: Model = Model.KLING_O3
     mode: Mode
@@ -282,8 +291,6 @@ class GenerationRequest(BaseModel):
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str | None) -> str | None:
-        from kling_pipeline.providers.base import ProviderName
-
         if value is None:
             return None
         try:

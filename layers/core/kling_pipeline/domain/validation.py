@@ -10,8 +10,8 @@ Cross-field rules collect several issues at once and raise them together as `Rul
 fails the usual way).
 
 The URL helpers are pure string checks (no DNS): `webhook_url_issue` rejects literal private addresses and
-obviously local names at request time; the sender resolves the name at delivery time and should reuse
-`is_forbidden_ip` on every address it gets.
+obviously local names at request time, so a bad URL fails the request instead of every delivery; the
+name can still change, which is why `netguard` checks the resolved addresses again at delivery time.
 """
 
 from __future__ import annotations

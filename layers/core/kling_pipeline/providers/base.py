@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from kling_pipeline.domain.request import GenerationRequest
+from kling_pipeline.domain.element import ProviderElementStatus
+from kling_pipeline.domain.request import GenerationRequest, ProviderName
 from kling_pipeline.domain.status import Status
 
-
-class ProviderName(StrEnum):
-    KLING = "kling"
-    EVOLINK = "evolink"
-    KLING3API = "kling3api"
+__all__ = [
+    "ElementSpec",
+    "Provider",
+    "ProviderElement",
+    "ProviderName",
+    "ProviderTask",
+    "TaskCost",
+    "TaskError",
+    "TaskOutput",
+]
 
 
 class TaskError(BaseModel):
@@ -49,7 +54,6 @@ class ProviderTask(BaseModel):
     error: TaskError | None = None
     cost: TaskCost | None = None
     external_task_id: str | None = None
-    raw: dict[str, Any] = Field(default_factory=dict, repr=False)
 
 
 class ElementSpec(BaseModel):
@@ -65,7 +69,7 @@ class ProviderElement(BaseModel):
     provider: ProviderName
     element_id: str | None  # known once the provider has created it
     task_id: str | None = None
-    status: str  # submitted | processing | ready | failed
+    status: ProviderElementStatus
     error: TaskError | None = None
 
 

@@ -27,13 +27,15 @@ from kling_pipeline.providers.http import (
     DEFAULT_RETRY,
     JsonApi,
     RetryPolicy,
+    bearer,
+    json_object,
     kind_for_http_status,
     wire_decimal,
 )
+from kling_pipeline.providers.wire import ELEMENT_STATUS, element_list, multi_shot_fields
 
 GENERATIONS_PATH = "/v1/videos/generations"
 ELEMENT_MODEL = "kling-custom-element"
-MAX_PROMPT = 2500
 # Seed 002 offers 4k for reference-to-video from images/elements; seeds 000/001 list 720p/1080p only for
 # video references and image-to-video; text-to-video is silent (assumed like reference-to-video).
 FOUR_K_MODES = frozenset({Mode.TEXT_TO_VIDEO, Mode.REFERENCE_TO_VIDEO})
@@ -44,16 +46,6 @@ STATUS = {
     "completed": Status.SUCCEEDED,
     "failed": Status.FAILED,
 }
-ELEMENT_STATUS = {
-    "pending": "submitted",
-    "processing": "processing",
-    "completed": "ready",
-    "failed": "failed",
-}
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def classify_response(response: httpx.Response, body: dict[str, Any]) -> ProviderError | None:
@@ -61,7 +53,7 @@ def classify_response(response: httpx.Response, body: dict[str, Any]) -> Provide
     if response.is_success:
         return None
     kind, code = kind_for_http_status(response.status_code)
-    error = _obj(body.get("error"))
+    error = json_object(body.get("error"))
     message = str(error.get("message") or response.reason_phrase or "error")
     provider_code = error.get("code")
     return ProviderError(
@@ -80,12 +72,9 @@ def classify_response(response: httpx.Response, body: dict[str, Any]) -> Provide
 
 
 def unsupported_reason(request: GenerationRequest) -> str | None:
+    """Why EvoLink cannot run this request, or None (kling-o3's own limits are request rules already)."""
     if request.model is not Model.KLING_O3:
         return "EvoLink offers kling-o3 only"
-    if request.prompt is not None and len(request.prompt) > MAX_PROMPT:
-        return f"prompt longer than {MAX_PROMPT} characters"
-    if request.negative_prompt or request.cfg_scale is not None:
-        return "EvoLink's kling-o3 takes no negative_prompt or cfg_scale"
     if request.quality is Quality.K4 and (request.has_video_input or request.mode not in FOUR_K_MODES):
         return "EvoLink offers 4k for text-to-video and image/element reference-to-video only"
     return None
@@ -104,18 +93,13 @@ def render_prompt(text: str) -> str:
 
 
 def model_params(request: GenerationRequest) -> dict[str, Any]:
-    params: dict[str, Any] = {"watermark_info": {"enabled": request.watermark}}
-    if request.shots:
-        params["multi_shot"] = True
-        params["shot_type"] = "customize"
-        params["multi_prompt"] = [
-            {"index": index, "prompt": render_prompt(shot.prompt), "duration": str(shot.duration)}
-            for index, shot in enumerate(request.shots, start=1)
-        ]
-    else:
-        params["multi_shot"] = False
+    """The Kling omni fields EvoLink nests under `model_params` (seeds 000, 001)."""
+    params: dict[str, Any] = {
+        "watermark_info": {"enabled": request.watermark},
+        **multi_shot_fields(request, render_prompt),
+    }
     if request.elements:
-        params["element_list"] = [{"element_id": element.element_id} for element in request.elements]
+        params["element_list"] = element_list(request)
     return params
 
 
@@ -127,12 +111,12 @@ def generation_body(request: GenerationRequest, *, callback_url: str | None) -> 
         "sound": "on" if request.sound else "off",
         "model_params": model_params(request),
     }
-    if not request.shots and request.prompt:
+    if request.prompt:  # never together with shots (DESIGN.md §5 rule 1)
         body["prompt"] = render_prompt(request.prompt)
-    if request.mode is not Mode.VIDEO_EDIT:
-        body["duration"] = request.duration or 5
-        if request.aspect_ratio is not None:
-            body["aspect_ratio"] = request.aspect_ratio.value
+    if request.duration is not None:  # None for video edit: the output is as long as the input video
+        body["duration"] = request.duration
+    if request.aspect_ratio is not None:
+        body["aspect_ratio"] = request.aspect_ratio.value
     if request.first_frame:
         body["image_start"] = request.first_frame
     if request.end_frame:
@@ -160,7 +144,7 @@ def _cost(usage: Any) -> TaskCost | None:
 
 
 def _error(task: dict[str, Any]) -> TaskError:
-    error = _obj(task.get("error"))
+    error = json_object(task.get("error"))
     provider_code = str(error["code"]) if error.get("code") is not None else None
     code = "canceled" if provider_code in ("cancelled", "canceled") else "provider_error"
     return TaskError(
@@ -181,12 +165,11 @@ def parse_task(task: dict[str, Any]) -> ProviderTask:
         outputs=[TaskOutput(url=str(url)) for url in results if isinstance(url, str) and url],
         error=_error(task) if status is Status.FAILED else None,
         cost=_cost(task.get("usage")),
-        raw=task,
     )
 
 
 def parse_element(task: dict[str, Any]) -> ProviderElement:
-    status = ELEMENT_STATUS.get(str(task.get("status", "")), "processing")
+    status = ELEMENT_STATUS[STATUS.get(str(task.get("status", "")), Status.PROCESSING)]
     results = task.get("results") or []
     element_id = str(results[0]) if status == "ready" and results else None
     return ProviderElement(
@@ -213,8 +196,7 @@ class EvoLinkProvider:
     def __init__(
         self, *, api_key: str, base_url: str, client: httpx.Client, retry: RetryPolicy = DEFAULT_RETRY
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"}
-        self.api = JsonApi(ProviderName.EVOLINK, base_url, client, lambda: headers, classify_response, retry)
+        self.api = JsonApi(ProviderName.EVOLINK, base_url, client, bearer(api_key), classify_response, retry)
 
     def unsupported_reason(self, request: GenerationRequest) -> str | None:
         return unsupported_reason(request)

@@ -115,7 +115,7 @@ def kind_for_http_status(status: int) -> tuple[ProviderErrorKind, str]:
 def transport_error(provider: str, exc: httpx.HTTPError) -> ProviderError:
     """A transport failure in our terms: always retryable (the next provider may well be reachable)."""
     code = "timeout" if isinstance(exc, httpx.TimeoutException) else "provider_error"
-    sent = "" if isinstance(exc, UNSENT_ERRORS) else " (the request may have reached the provider)"
+    sent = "" if is_unsent(exc) else " (the request may have reached the provider)"
     return ProviderError(provider, "retryable", code, f"{type(exc).__name__}: {exc}{sent}")
 
 
@@ -126,6 +126,11 @@ def json_body(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {"data": body}
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else {}: a provider's nested field is never trusted to be one."""
+    return value if isinstance(value, dict) else {}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,6 +193,12 @@ NO_WAIT_RETRY = RetryPolicy(initial_s=0.0, max_s=0.0, jitter_s=0.0, sleep=lambda
 
 ErrorClassifier = Callable[[httpx.Response, dict[str, Any]], ProviderError | None]
 AuthHeaders = Callable[[], dict[str, str]]
+
+
+def bearer(api_key: str) -> AuthHeaders:
+    """A static API key (the gateways); Kling's JWT is re-signed instead, see `kling.JwtSigner`."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    return lambda: headers
 
 
 @dataclass

@@ -9,14 +9,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
 
 from kling_pipeline.domain.placeholders import render
-from kling_pipeline.domain.request import GenerationRequest, Mode, Model, Quality
+from kling_pipeline.domain.request import GenerationRequest, Mode, Model
 from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import ProviderError, ProviderErrorKind
 from kling_pipeline.providers.base import (
@@ -34,9 +33,17 @@ from kling_pipeline.providers.http import (
     RetryPolicy,
     is_retryable,
     is_unsent,
+    json_object,
     kind_for_http_status,
     transport_error,
     wire_decimal,
+)
+from kling_pipeline.providers.wire import (
+    COARSE_PROGRESS,
+    ELEMENT_STATUS,
+    KLING_TIER,
+    element_list,
+    multi_shot_fields,
 )
 
 OMNI = "omni-video"
@@ -45,22 +52,12 @@ IMAGE2VIDEO = "image2video"
 ENDPOINTS = (OMNI, TEXT2VIDEO, IMAGE2VIDEO)
 
 MODEL_NAMES = {Model.KLING_O3: "kling-v3-omni", Model.KLING_O1: "kling-video-o1", Model.KLING_3_0: "kling-v3"}
-MODE_BY_QUALITY = {Quality.P720: "std", Quality.P1080: "pro"}
-MAX_PROMPT = 2500
 
 STATUS = {
     "submitted": Status.SUBMITTED,
     "processing": Status.PROCESSING,
     "succeed": Status.SUCCEEDED,
     "failed": Status.FAILED,
-}
-# Kling reports no progress: a coarse figure from the status so clients still see movement.
-PROGRESS = {Status.SUBMITTED: 0, Status.PROCESSING: 50, Status.SUCCEEDED: 100}
-ELEMENT_STATUS = {
-    "submitted": "submitted",
-    "processing": "processing",
-    "succeed": "ready",
-    "failed": "failed",
 }
 
 ELEMENTS_PATH = "/v1/general/advanced-custom-elements"
@@ -166,58 +163,34 @@ def endpoint_for(request: GenerationRequest) -> str:
 
 
 def unsupported_reason(request: GenerationRequest) -> str | None:
-    """Why the official API cannot run this request, or None."""
-    if request.quality not in MODE_BY_QUALITY:
+    """Why the official API cannot run this request, or None. The models' own limits (kling-3.0's modes,
+    kling-o1 without sound or shots) are request rules already (`MODEL_CAPABILITIES`)."""
+    if request.quality not in KLING_TIER:
         return "the official Kling API offers 720p (std) and 1080p (pro) only"
-    if request.prompt is not None and len(request.prompt) > MAX_PROMPT:
-        return f"prompt longer than {MAX_PROMPT} characters"
     if request.prompt is None and not request.is_multi_shot and endpoint_for(request) == OMNI:
         # Seed 003: the omni prompt "must not be empty" unless multi_shot is on.
         return "the official omni endpoint needs a prompt"
-    if request.model is Model.KLING_O1:
-        # assumed: kling-video-o1 predates native audio (Kling V2.6+) and multi-shot (V3).
-        if request.sound:
-            return "kling-o1 does not generate sound"
-        if request.is_multi_shot:
-            return "kling-o1 does not support multi-shot"
-    if request.model is Model.KLING_3_0:
-        if request.mode not in (Mode.TEXT_TO_VIDEO, Mode.IMAGE_TO_VIDEO):
-            return "kling-3.0 offers text-to-video and image-to-video only"
-        if request.reference_images or request.has_video_input:
-            return "kling-3.0 takes a first/end frame and elements, not reference images or videos"
-        if request.mode is Mode.TEXT_TO_VIDEO and request.elements:
-            return "kling-3.0 text-to-video takes no elements"
     return None
 
 
-def _shots(request: GenerationRequest) -> dict[str, Any]:
-    if not request.shots:
-        return {
-            "multi_shot": False,
-            **({"prompt": render(request.prompt, "kling")} if request.prompt else {}),
-        }
-    return {
-        "multi_shot": True,
-        "shot_type": "customize",
-        "multi_prompt": [
-            {"index": index, "prompt": render(shot.prompt, "kling"), "duration": str(shot.duration)}
-            for index, shot in enumerate(request.shots, start=1)
-        ],
-    }
+def _kling_placeholders(text: str) -> str:
+    return render(text, "kling")
 
 
 def _common(request: GenerationRequest, *, callback_url: str | None, external_task_id: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model_name": MODEL_NAMES[request.model],
-        **_shots(request),
-        "mode": MODE_BY_QUALITY[request.quality],
-        "sound": "on" if request.sound else "off",
+        **multi_shot_fields(request, _kling_placeholders),
+        "mode": KLING_TIER[request.quality],
         "watermark_info": {"enabled": request.watermark},
         "external_task_id": external_task_id,
     }
-    if request.mode is not Mode.VIDEO_EDIT:
-        # Video edit: the output follows the input video's length and frame; duration is ignored.
-        body["duration"] = str(request.duration or 5)
+    if request.model is not Model.KLING_O1:  # seed 003: `sound` exists from V2.6 on only
+        body["sound"] = "on" if request.sound else "off"
+    if request.prompt:  # never together with shots (DESIGN.md §5 rule 1)
+        body["prompt"] = _kling_placeholders(request.prompt)
+    if request.duration is not None:  # None for video edit: the output is as long as the input video
+        body["duration"] = str(request.duration)
     if callback_url:
         body["callback_url"] = callback_url
     return body
@@ -237,7 +210,7 @@ def omni_body(
     if images:
         body["image_list"] = images
     if request.elements:
-        body["element_list"] = [{"element_id": element.element_id} for element in request.elements]
+        body["element_list"] = element_list(request)
     if request.video is not None:
         body["video_list"] = [
             {
@@ -246,7 +219,7 @@ def omni_body(
                 "keep_original_sound": "yes" if request.video.keep_original_sound else "no",
             }
         ]
-    if request.aspect_ratio is not None and request.mode is not Mode.VIDEO_EDIT:
+    if request.aspect_ratio is not None:  # None: follows the first frame, or the video being edited
         body["aspect_ratio"] = request.aspect_ratio.value
     return body
 
@@ -264,7 +237,7 @@ def v3_body(request: GenerationRequest, *, callback_url: str | None, external_ta
         if request.end_frame:
             body["image_tail"] = request.end_frame
         if request.elements:
-            body["element_list"] = [{"element_id": element.element_id} for element in request.elements]
+            body["element_list"] = element_list(request)
     elif request.aspect_ratio is not None:
         body["aspect_ratio"] = request.aspect_ratio.value
     return body
@@ -285,8 +258,7 @@ def _float(value: Any) -> float | None:
 def parse_task(task: dict[str, Any]) -> ProviderTask:
     """A Kling task object (query `data`, or a callback body) in our terms."""
     status = STATUS.get(str(task.get("task_status", "")), Status.PROCESSING)
-    result = task.get("task_result") or {}
-    videos = result.get("videos") or [] if isinstance(result, dict) else []
+    videos = json_object(task.get("task_result")).get("videos") or []
     outputs = [
         TaskOutput(url=str(video["url"]), duration_s=_float(video.get("duration")))
         for video in videos
@@ -298,29 +270,25 @@ def parse_task(task: dict[str, Any]) -> ProviderTask:
             code="provider_error", message=str(task.get("task_status_msg") or "generation failed")
         )
     credits = wire_decimal(task.get("final_unit_deduction"))
-    info = task.get("task_info") or {}
     return ProviderTask(
         provider=ProviderName.KLING,
         task_id=str(task.get("task_id", "")),
         status=status,
-        progress=PROGRESS.get(status),
+        progress=COARSE_PROGRESS.get(status),
         outputs=outputs,
         error=error,
         cost=TaskCost(credits=credits) if credits is not None else None,
-        external_task_id=info.get("external_task_id") if isinstance(info, dict) else None,
-        raw=task,
+        external_task_id=json_object(task.get("task_info")).get("external_task_id"),
     )
 
 
 def _data(body: dict[str, Any]) -> dict[str, Any]:
-    data = body.get("data")
-    return data if isinstance(data, dict) else {}
+    return json_object(body.get("data"))
 
 
 def parse_element(data: dict[str, Any]) -> ProviderElement:
-    status = ELEMENT_STATUS.get(str(data.get("task_status", "")), "processing")
-    result = data.get("task_result") or {}
-    elements = result.get("elements") or [] if isinstance(result, dict) else []
+    status = ELEMENT_STATUS[STATUS.get(str(data.get("task_status", "")), Status.PROCESSING)]
+    elements = json_object(data.get("task_result")).get("elements") or []
     element_id = None
     if status == "ready" and elements and isinstance(elements[0], dict):
         raw_id = elements[0].get("element_id")
@@ -342,23 +310,22 @@ def parse_element(data: dict[str, Any]) -> ProviderElement:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
 class _EndpointMemo:
-    """task id → endpoint for tasks this process created, so a query needs no probing (bounded)."""
+    """task id → endpoint for tasks this process created or found: Kling's query path names the endpoint,
+    and probing all three costs up to two wasted requests per poll. Bounded (least recently used goes)."""
 
-    size: int = 1024
-
-    def __post_init__(self) -> None:
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
         self._items: OrderedDict[str, str] = OrderedDict()
 
     def remember(self, task_id: str, endpoint: str) -> None:
         self._items[task_id] = endpoint
         self._items.move_to_end(task_id)
-        while len(self._items) > self.size:
+        while len(self._items) > self._size:
             self._items.popitem(last=False)
 
-    def order(self, task_id: str, hint: str | None) -> list[str]:
-        first = hint or self._items.get(task_id)
+    def order(self, task_id: str) -> list[str]:
+        first = self._items.get(task_id)
         return [first, *(e for e in ENDPOINTS if e != first)] if first else list(ENDPOINTS)
 
 
@@ -439,9 +406,9 @@ class KlingProvider:
                 raise transport_error(self.name, exc) from exc
             raise
 
-    def query(self, task_id: str, *, endpoint: str | None = None) -> ProviderTask:
+    def query(self, task_id: str) -> ProviderTask:
         """The task by id (task_id or external_task_id); probes the three endpoints unless one is known."""
-        task = self._get(task_id, self._memo.order(task_id, endpoint))
+        task = self._get(task_id, self._memo.order(task_id))
         if task is None:
             raise ProviderError(self.name, "final", "not_found", f"no Kling task {task_id}", http_status=404)
         return task

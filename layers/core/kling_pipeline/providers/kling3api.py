@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from kling_pipeline.domain.placeholders import render
-from kling_pipeline.domain.request import GenerationRequest, Mode, Model, Quality
+from kling_pipeline.domain.request import GenerationRequest, Mode, Model
 from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import ProviderError, ProviderErrorKind
 from kling_pipeline.providers.base import (
@@ -27,14 +27,16 @@ from kling_pipeline.providers.http import (
     DEFAULT_RETRY,
     JsonApi,
     RetryPolicy,
+    bearer,
+    json_object,
     kind_for_http_status,
     wire_decimal,
 )
+from kling_pipeline.providers.wire import COARSE_PROGRESS, KLING_TIER
 
 GENERATE_PATH = "/api/generate"
 STATUS_PATH = "/api/status"
 MAX_PROMPT = 2000
-TIER = {Quality.P720: "std", Quality.P1080: "pro"}
 
 STATUS = {
     "PENDING": Status.SUBMITTED,
@@ -42,7 +44,6 @@ STATUS = {
     "SUCCESS": Status.SUCCEEDED,
     "FAILED": Status.FAILED,
 }
-PROGRESS = {Status.SUBMITTED: 0, Status.PROCESSING: 50, Status.SUCCEEDED: 100}
 
 # Seed 004's error table: the code string is more specific than the HTTP status when present.
 ERROR_CODES: dict[str, tuple[ProviderErrorKind, str]] = {
@@ -58,16 +59,12 @@ ERROR_CODES: dict[str, tuple[ProviderErrorKind, str]] = {
 }
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def classify_response(response: httpx.Response, body: dict[str, Any]) -> ProviderError | None:
     """Success is HTTP 2xx with `code` 200 (or absent); errors carry a code string like `RATE_LIMITED`."""
     code = body.get("code")
     if response.is_success and code in (200, "200", None):
         return None
-    provider_code = str(code) if isinstance(code, str) and not code.isdigit() else None
+    provider_code = code if isinstance(code, str) and not code.isdigit() else None
     if provider_code in ERROR_CODES:
         kind, ours = ERROR_CODES[provider_code]
     else:
@@ -93,17 +90,19 @@ def classify_response(response: httpx.Response, body: dict[str, Any]) -> Provide
 
 def task_type(request: GenerationRequest) -> str:
     """`{pro|std}-{text|image}-to-video` for kling-3.0, `o3-{pro|std}-<mode>` for kling-o3 (seed 004)."""
-    tier = TIER[request.quality]
+    tier = KLING_TIER[request.quality]
     if request.model is Model.KLING_3_0:
         return f"{tier}-{request.mode.value}"
     return f"o3-{tier}-{request.mode.value}"
 
 
 def unsupported_reason(request: GenerationRequest) -> str | None:
-    """Why kling3api cannot run this request, or None."""
+    """Why kling3api cannot run this request, or None. What the request rules already guarantee (the
+    models' modes and prompt tuning, at most 7 reference images, an end frame only with a first frame, a
+    video only in reference-to-video and video-edit) is not checked again."""
     if request.model is Model.KLING_O1:
         return "kling3api offers kling-3.0 and kling-o3 only"
-    if request.quality not in TIER:
+    if request.quality not in KLING_TIER:
         return "kling3api offers 720p (std) and 1080p (pro) only"
     if request.prompt is not None and len(request.prompt) > MAX_PROMPT:
         return f"prompt longer than kling3api's {MAX_PROMPT} characters"
@@ -111,20 +110,13 @@ def unsupported_reason(request: GenerationRequest) -> str | None:
         return "kling3api has no multi-shot"
     if request.elements:
         return "kling3api has no elements"
-    if request.model is Model.KLING_3_0 and request.mode not in (Mode.TEXT_TO_VIDEO, Mode.IMAGE_TO_VIDEO):
-        return "kling-3.0 offers text-to-video and image-to-video only"
-    if request.model is Model.KLING_O3 and (request.negative_prompt or request.cfg_scale is not None):
-        return "negative_prompt and cfg_scale are kling-3.0 only on kling3api"
     if request.reference_images and request.mode is not Mode.REFERENCE_TO_VIDEO:
         return "kling3api takes reference images for O3 reference-to-video only"
-    if len(request.reference_images) > 7:
-        return "kling3api takes at most 7 reference images"
     if (request.first_frame or request.end_frame) and request.mode is not Mode.IMAGE_TO_VIDEO:
         return "kling3api takes first/end frames for image-to-video only"
-    if request.end_frame and not request.first_frame:
-        return "kling3api needs a first frame with an end frame"
-    if request.has_video_input and request.mode not in (Mode.REFERENCE_TO_VIDEO, Mode.VIDEO_EDIT):
-        return "kling3api takes a video for reference-to-video and video-edit only"
+    if request.first_frame and request.aspect_ratio is None:
+        # Seed 004: aspect_ratio defaults to 16:9 there, so the output would not follow the image.
+        return "kling3api cannot follow the first frame's aspect ratio; set aspect_ratio"
     return None
 
 
@@ -134,10 +126,10 @@ def generate_body(request: GenerationRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"type": task_type(request), "sound": request.sound}
     if request.prompt:
         body["prompt"] = render(request.prompt, "kling")
-    if request.mode is not Mode.VIDEO_EDIT:
-        body["duration"] = request.duration or 5
-        if request.aspect_ratio is not None:
-            body["aspect_ratio"] = request.aspect_ratio.value
+    if request.duration is not None:  # None for video edit: the output is as long as the input video
+        body["duration"] = request.duration
+    if request.aspect_ratio is not None:
+        body["aspect_ratio"] = request.aspect_ratio.value
     if request.first_frame:
         body["image"] = request.first_frame
     if request.end_frame:
@@ -147,11 +139,10 @@ def generate_body(request: GenerationRequest) -> dict[str, Any]:
     if request.video is not None:
         body["video"] = request.video.url
         body["keep_original_sound"] = request.video.keep_original_sound
-    if request.model is Model.KLING_3_0:
-        if request.negative_prompt:
-            body["negative_prompt"] = request.negative_prompt
-        if request.cfg_scale is not None:
-            body["cfg_scale"] = request.cfg_scale
+    if request.negative_prompt:  # kling-3.0 only, a request rule
+        body["negative_prompt"] = request.negative_prompt
+    if request.cfg_scale is not None:
+        body["cfg_scale"] = request.cfg_scale
     return body
 
 
@@ -174,11 +165,10 @@ def parse_task(data: dict[str, Any]) -> ProviderTask:
         provider=ProviderName.KLING3API,
         task_id=str(data.get("task_id", "")),
         status=status,
-        progress=PROGRESS.get(status),
+        progress=COARSE_PROGRESS.get(status),
         outputs=[TaskOutput(url=url) for url in response if isinstance(url, str) and url],
         error=error,
         cost=TaskCost(credits=credits) if credits is not None else None,
-        raw=data,
     )
 
 
@@ -197,9 +187,8 @@ class Kling3ApiProvider:
     def __init__(
         self, *, api_key: str, base_url: str, client: httpx.Client, retry: RetryPolicy = DEFAULT_RETRY
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"}
         self.api = JsonApi(
-            ProviderName.KLING3API, base_url, client, lambda: headers, classify_response, retry
+            ProviderName.KLING3API, base_url, client, bearer(api_key), classify_response, retry
         )
 
     def unsupported_reason(self, request: GenerationRequest) -> str | None:
@@ -214,11 +203,11 @@ class Kling3ApiProvider:
         self, request: GenerationRequest, *, callback_url: str | None, external_task_id: str
     ) -> ProviderTask:
         path, body = self.build_submit(request, callback_url=callback_url, external_task_id=external_task_id)
-        return parse_task(_obj(self.api.call("POST", path, json=body, idempotent=False).get("data")))
+        return parse_task(json_object(self.api.call("POST", path, json=body, idempotent=False).get("data")))
 
     def query(self, task_id: str) -> ProviderTask:
         body = self.api.call("GET", STATUS_PATH, params={"task_id": task_id}, idempotent=True)
-        return parse_task(_obj(body.get("data")))
+        return parse_task(json_object(body.get("data")))
 
     def find_by_external_id(self, external_task_id: str) -> ProviderTask | None:
         return None  # kling3api keeps no id of ours
@@ -227,7 +216,7 @@ class Kling3ApiProvider:
         return False
 
     def parse_callback(self, body: dict[str, Any]) -> str | None:
-        data = _obj(body.get("data")) or body  # no callbacks documented; tolerate the status shape
+        data = json_object(body.get("data")) or body  # no callbacks documented; tolerate the status shape
         task_id = data.get("task_id")
         return str(task_id) if task_id else None
 

@@ -16,7 +16,7 @@ other tenants' ids and deleted ids are all "unknown element", so nothing reveals
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -34,10 +34,9 @@ from kling_pipeline.domain.element import (
     parse_element_request,
 )
 from kling_pipeline.domain.generation import utcnow
-from kling_pipeline.domain.media import check_image, probe_image
 from kling_pipeline.domain.request import ElementRef, GenerationRequest
 from kling_pipeline.domain.validation import invalid_input
-from kling_pipeline.errors import FieldIssue, InvalidInput, NoProviderAvailable, ProviderError
+from kling_pipeline.errors import FieldIssue, NoProviderAvailable, ProviderError
 from kling_pipeline.ids import new_element_id
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import (
@@ -49,19 +48,12 @@ from kling_pipeline.providers.base import (
 )
 from kling_pipeline.providers.registry import get_providers, get_router
 from kling_pipeline.providers.router import Router, least_bad
-from kling_pipeline.services.inputs import split_s3_uri
+from kling_pipeline.services.inputs import check_s3_images, presigned
 from kling_pipeline.store.elements import get_element_store
-from kling_pipeline.store.media import get_media_store
 
 # The providers with custom elements (docs/providers.md); kling3api has none.
 ELEMENT_PROVIDERS: tuple[ProviderName, ...] = (ProviderName.KLING, ProviderName.EVOLINK)
 ID_PREFIX = "elm_"
-_STATUSES: dict[str, ProviderElementStatus] = {
-    "submitted": "submitted",
-    "processing": "processing",
-    "ready": "ready",
-    "failed": "failed",
-}
 
 # --------------------------------------------------------------------------------------------------
 # Create, read, list, delete
@@ -77,7 +69,10 @@ def create_element(body: Mapping[str, Any], *, tenant_id: str) -> Element:
     policy) are kept on a `failed` element so the caller can read why.
     """
     request = parse_element_request(body)
-    _check_s3_images(request, tenant_id=tenant_id)
+    # Rule 5 on the bytes of every s3:// image; each must be the tenant's own upload (as for generations).
+    images = [("frontal_image", request.frontal_image)]
+    images += [(f"reference_images[{index}]", url) for index, url in enumerate(request.reference_images)]
+    check_s3_images(images, tenant_id=tenant_id)
     providers = element_providers()
     if not providers:
         offered = ", ".join(name.value for name in ELEMENT_PROVIDERS)
@@ -244,8 +239,7 @@ def resolve_elements(request: GenerationRequest, *, tenant_id: str) -> dict[Prov
         element_id = ref.element_id
         if element_id not in seen:
             found = store.get(element_id) if element_id.startswith(ID_PREFIX) else None
-            usable = found is not None and found.tenant_id == tenant_id
-            seen[element_id] = refresh(found) if found is not None and usable else None
+            seen[element_id] = refresh(found) if found is not None and found.tenant_id == tenant_id else None
         element = seen[element_id]
         if element is None or element.status is ElementStatus.DELETED:
             issues.append(FieldIssue(field, f"unknown element {element_id}"))
@@ -347,7 +341,7 @@ class ElementMapped:
 
 def _record(element: ProviderElement) -> ElementAtProvider:
     error = ElementError(code=element.error.code, message=element.error.message) if element.error else None
-    status = _STATUSES.get(element.status, "processing")
+    status: ProviderElementStatus = element.status
     if status == "ready" and element.element_id is None:
         status = "processing"  # ready without an id is of no use: ask again next time
     return ElementAtProvider(
@@ -377,41 +371,11 @@ def _mark_deleted(element: Element) -> Element | None:
     return element.model_copy(update={"status": ElementStatus.DELETED, "deleted_at": utcnow()})
 
 
-def _image_fields(request: ElementCreateRequest) -> Sequence[tuple[str, str]]:
-    fields = [("frontal_image", request.frontal_image)]
-    fields += [(f"reference_images[{index}]", url) for index, url in enumerate(request.reference_images)]
-    return fields
-
-
-def _check_s3_images(request: ElementCreateRequest, *, tenant_id: str) -> None:
-    """Rule 5 on the bytes of every s3:// image; each must be the tenant's own upload (as for generations)."""
-    bucket = get_settings().bucket_name
-    prefix = f"inputs/{tenant_id}/"
-    issues: list[FieldIssue] = []
-    for field, uri in _image_fields(request):
-        if not uri.startswith("s3://"):
-            continue
-        uri_bucket, key = split_s3_uri(uri)
-        if uri_bucket != bucket or not key.startswith(prefix):
-            issues.append(FieldIssue(field, f"s3:// inputs must be under s3://{bucket}/{prefix}"))
-            continue
-        reader = get_media_store().reader(uri_bucket, key, field)
-        issues += check_image(probe_image(reader, field=field), field)
-    if issues:
-        raise InvalidInput("; ".join(f"{issue.field}: {issue.issue}" for issue in issues), issues)
-
-
 def _presigned_spec(request: ElementCreateRequest) -> ElementSpec:
     """The spec as providers must see it: s3:// images as presigned GET URLs."""
-    media = get_media_store()
-    ttl = get_settings().presign_ttl_s
-
-    def sign(url: str) -> str:
-        return media.presign_get(*split_s3_uri(url), ttl) if url.startswith("s3://") else url
-
     return ElementSpec(
         name=request.name,
         description=request.description,
-        frontal_image=sign(request.frontal_image),
-        reference_images=[sign(url) for url in request.reference_images],
+        frontal_image=presigned(request.frontal_image),
+        reference_images=[presigned(url) for url in request.reference_images],
     )

@@ -24,7 +24,6 @@ from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services.generations import create_generation
 from kling_pipeline.services.triggers import run_once, with_trigger_defaults
 
-REQUESTED_EVENT = "Generation Requested"
 REJECTED_EVENT = "Generation Request Rejected"
 CLAIM_KIND = "EVENT"
 TENANT_FIELD = "tenant_id"

@@ -1,7 +1,7 @@
 """One step of the fallback state machine: poll a generation whose callback may never come.
 
 The state machine only waits and loops; every decision is here, so it is testable and the definition
-stays a handful of states (about five transitions when the callback arrived on time).
+stays a handful of states (four transitions when the callback arrived on time).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field
 
 from kling_pipeline.config import get_settings
-from kling_pipeline.domain.generation import utcnow
+from kling_pipeline.domain.generation import Generation, utcnow
 from kling_pipeline.errors import ProviderError
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services import lifecycle
 from kling_pipeline.services.download import DownloadFailed, LinkExpired
-from kling_pipeline.services.ingest import IngestBusy, IngestMessage, ingest
+from kling_pipeline.services.ingest import IngestBusy, ingest_generation
 from kling_pipeline.store.generations import get_generation_store
 
 
@@ -33,14 +33,21 @@ def poll_step(state: PollState) -> PollState:
         return state.model_copy(update={"done": True})
     metrics.add_metric(name="FallbackPoll", unit=MetricUnit.Count, value=1)
     try:
-        current = ingest(IngestMessage(generation_id=state.generation_id, reason="poll"))
+        current = ingest_generation(generation)
     except (IngestBusy, ProviderError, DownloadFailed, LinkExpired) as exc:
         # Transient: poll again later; the deadline below still bounds how long we keep trying.
         logger.info("poll did not settle", extra={"generation_id": generation.id, "reason": str(exc)})
         current = generation
+    except Exception:
+        if not _past_deadline(generation):
+            raise  # the state machine catches it and polls again after the same wait
+        # Past the deadline a poll that keeps failing (a provider no longer configured, say) must not
+        # keep the generation open for ever: it times out like any other.
+        logger.exception("poll failed after the deadline", extra={"generation_id": generation.id})
+        current = generation
     if current is not None and current.status.is_terminal:
         return state.model_copy(update={"done": True})
-    if generation.deadline_at is not None and utcnow() >= generation.deadline_at:
+    if _past_deadline(generation):
         logger.info("generation passed its deadline", extra={"generation_id": generation.id})
         lifecycle.fail(generation.id, "timeout", "the provider did not finish before the deadline")
         return state.model_copy(update={"done": True})
@@ -51,3 +58,7 @@ def poll_step(state: PollState) -> PollState:
         remaining = int((generation.deadline_at - utcnow()).total_seconds()) + 1
         next_wait = max(1, min(next_wait, remaining))
     return state.model_copy(update={"wait_s": next_wait, "done": current is None})
+
+
+def _past_deadline(generation: Generation) -> bool:
+    return generation.deadline_at is not None and utcnow() >= generation.deadline_at

@@ -9,7 +9,7 @@ only a final answer (bad request, content policy) fails it.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -42,19 +42,16 @@ class SubmitMessage(BaseModel):
     generation_id: str
 
 
-def validated_request(
-    body: Mapping[str, Any], *, tenant_id: str, s3_prefixes: Sequence[str] | None = None
-) -> GenerationRequest:
+def validated_request(body: Mapping[str, Any], *, tenant_id: str) -> GenerationRequest:
     """Every check that can fail on the caller's input, before anything is written or spent."""
     request = parse_generation_request(body)
-    return check_s3_inputs(request, allowed_prefixes=s3_prefixes or (f"inputs/{tenant_id}/",))
+    return check_s3_inputs(request, tenant_id=tenant_id)
 
 
-def create_generation(
-    body: Mapping[str, Any], *, tenant_id: str, source: str = "api", s3_prefixes: Sequence[str] | None = None
-) -> Generation:
-    request = validated_request(body, tenant_id=tenant_id, s3_prefixes=s3_prefixes)
-    estimate = quote(request, tenant_id=tenant_id)
+def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = "api") -> Generation:
+    request = validated_request(body, tenant_id=tenant_id)
+    router = _router_for(request, tenant_id)  # once: resolving elements reads each of them
+    estimate = _quote(router, request)
     now = utcnow()
     generation = Generation(
         id=new_generation_id(),
@@ -71,20 +68,22 @@ def create_generation(
         source=source,
         deadline_at=now + timedelta(seconds=get_settings().task_deadline_s),
     )
-    get_generation_store().create(generation)
-    logger.append_keys(generation_id=generation.id)
-    # Safety net: if this process dies before the submit is recorded, the submitter picks it up.
+    # Safety net, sent before the write so no generation can exist without it: the submitter then finishes
+    # whatever this process could not (submit, start the fallback, announce the outcome).
     safety_net = SubmitMessage(generation_id=generation.id)
     messaging.send(get_settings().submit_queue_url, safety_net, delay_s=_SAFETY_NET_S)
-    return submit(generation)
+    get_generation_store().create(generation)
+    logger.append_keys(generation_id=generation.id)
+    return submit(generation, router=router)
 
 
-def submit(generation: Generation) -> Generation:
+def submit(generation: Generation, *, router: Router | None = None) -> Generation:
     """Hand a queued generation to the cheapest provider that takes it; never fails it for being busy."""
     if generation.submit_attempts > 0 and (adopted := _adopt_existing(generation)) is not None:
         return adopted
     try:
-        provider, task = _router_for(generation.request, generation.tenant_id).submit(
+        router = router or _router_for(generation.request, generation.tenant_id)
+        provider, task = router.submit(
             with_presigned_inputs(generation.request),
             callback_url_for=lambda name: callback_url(name, generation.id),
             external_task_id=generation.id,
@@ -114,7 +113,12 @@ def _record_submitted(generation: Generation, provider: ProviderName, task: Prov
             )
         return current
     metrics.add_metric(name="GenerationSubmitted", unit=MetricUnit.Count, value=1)
-    messaging.start_fallback(generation.id, first_wait_s=get_settings().fallback_first_poll_s)
+    try:
+        messaging.start_fallback(generation.id, first_wait_s=get_settings().fallback_first_poll_s)
+    except Exception:
+        # The task is paid for: never fail the request now; the submitter's safety net starts it.
+        logger.exception("fallback not started yet", extra={"generation_id": generation.id})
+        metrics.add_metric(name="FallbackStartDeferred", unit=MetricUnit.Count, value=1)
     return submitted
 
 
@@ -152,12 +156,12 @@ def cancel_generation(tenant_id: str, generation_id: str) -> Generation:
 
 
 def estimate_generation(body: Mapping[str, Any], *, tenant_id: str) -> Estimate:
-    return quote(validated_request(body, tenant_id=tenant_id), tenant_id=tenant_id)
+    request = validated_request(body, tenant_id=tenant_id)
+    return _quote(_router_for(request, tenant_id), request)
 
 
-def quote(request: GenerationRequest, *, tenant_id: str) -> Estimate:
+def _quote(router: Router, request: GenerationRequest) -> Estimate:
     """Per-provider prices; raises when no enabled provider (or not the pinned one) can run the request."""
-    router = _router_for(request, tenant_id)
     router.plan(request)
     return router.estimate(request)
 

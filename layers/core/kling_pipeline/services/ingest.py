@@ -38,11 +38,15 @@ class IngestBusy(Exception):
 
 def ingest(message: IngestMessage) -> Generation | None:
     """Bring the generation up to date with the provider; returns it as stored afterwards."""
-    store = get_generation_store()
-    generation = store.get(message.generation_id)
+    generation = get_generation_store().get(message.generation_id)
     if generation is None:
         logger.warning("ingest for an unknown generation", extra={"generation_id": message.generation_id})
         return None
+    return ingest_generation(generation)
+
+
+def ingest_generation(generation: Generation) -> Generation | None:
+    """`ingest` for a generation the caller has just read (the fallback poller), without reading it again."""
     if generation.status is Status.CANCELED:
         _record_canceled_cost(generation)
         return generation
@@ -68,15 +72,16 @@ def apply_task(generation: Generation, task: ProviderTask) -> Generation | None:
         )
     if task.status is Status.SUCCEEDED:
         return _store_outputs(generation, task)
-    updated = store.transition(generation.id, task.status, progress=task.progress)
-    if updated is None and task.progress is not None:
+    progress = task.progress
+    updated = store.transition(generation.id, task.status, progress=progress)
+    if updated is None and progress is not None:
 
-        def progress(current: Generation) -> Generation | None:
-            if current.status.is_terminal or (current.progress or 0) >= task.progress:  # type: ignore[operator]
+        def advance(current: Generation) -> Generation | None:
+            if current.status.is_terminal or (current.progress or 0) >= progress:
                 return None
-            return current.model_copy(update={"progress": task.progress})
+            return current.model_copy(update={"progress": progress})
 
-        updated = store.update(generation.id, progress)
+        updated = store.update(generation.id, advance)
     return updated or store.get(generation.id)
 
 
@@ -110,11 +115,10 @@ def _download_all(generation: Generation, task: ProviderTask) -> list[Output]:
     started = utcnow()
     media = get_media_store()
     outputs: list[Output] = []
-    for index in range(len(task.outputs)):
+    for index, output in enumerate(task.outputs):
         key = f"outputs/{generation.tenant_id}/{generation.id}/video-{index + 1}.mp4"
-        url = task.outputs[index].url
         try:
-            stored = _download(media, key, url, source=generation.id)
+            stored = _download(media, key, output.url, source=generation.id)
         except LinkExpired:
             # Provider links expire (24 h); a fresh query hands out a fresh link, once.
             logger.info(

@@ -1,17 +1,18 @@
 """`s3://` inputs: checked from their headers before anything is spent, handed out as presigned URLs.
 
-Only objects in the stack's own bucket are accepted, and API callers only under their own
-`inputs/<tenant>/` prefix, so one tenant can never feed another tenant's upload to a provider.
+Only objects in the stack's own bucket that belong to the caller's tenant (`s3_keys.owner_of`) are
+accepted, so one tenant can never feed another tenant's object to a provider.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 from kling_pipeline.config import get_settings
 from kling_pipeline.domain.media import check_image, check_video, probe_image, probe_video
 from kling_pipeline.domain.request import GenerationRequest
 from kling_pipeline.errors import FieldIssue, InvalidInput
+from kling_pipeline.services.s3_keys import owner_of
 from kling_pipeline.store.media import get_media_store
 
 
@@ -20,55 +21,74 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _image_fields(request: GenerationRequest) -> list[tuple[str, str]]:
-    fields = [("first_frame", request.first_frame), ("end_frame", request.end_frame)]
-    fields += [(f"reference_images[{index}]", url) for index, url in enumerate(request.reference_images)]
-    return [(name, url) for name, url in fields if url and url.startswith("s3://")]
+def presigned(url: str) -> str:
+    """`url` as a provider can fetch it: an s3:// input becomes a short-lived presigned GET URL."""
+    if not url.startswith("s3://"):
+        return url
+    return get_media_store().presign_get(*split_s3_uri(url), get_settings().presign_ttl_s)
 
 
-def check_s3_inputs(request: GenerationRequest, *, allowed_prefixes: Sequence[str]) -> GenerationRequest:
+def check_s3_inputs(request: GenerationRequest, *, tenant_id: str) -> GenerationRequest:
     """Probe every s3:// input (rules 5 and 8); returns the request with the input video's length set."""
-    bucket = get_settings().bucket_name
-    media = get_media_store()
-    issues: list[FieldIssue] = []
-
-    def located(field: str, uri: str) -> tuple[str, str] | None:
-        uri_bucket, key = split_s3_uri(uri)
-        if uri_bucket != bucket or not any(key.startswith(prefix) for prefix in allowed_prefixes):
-            where = " or ".join(f"s3://{bucket}/{prefix}" for prefix in allowed_prefixes)
-            issues.append(FieldIssue(field, f"s3:// inputs must be under {where}"))
-            return None
-        return uri_bucket, key
-
-    for field, uri in _image_fields(request):
-        if (place := located(field, uri)) is not None:
-            issues += check_image(probe_image(media.reader(*place, field), field=field), field)
+    images = [("first_frame", request.first_frame), ("end_frame", request.end_frame)]
+    images += [(f"reference_images[{index}]", url) for index, url in enumerate(request.reference_images)]
+    issues = _image_issues([(name, url) for name, url in images if url], tenant_id)
     video = request.video
-    if video is not None and video.url.startswith("s3://") and (place := located("video.url", video.url)):
-        info = probe_video(media.reader(*place, "video.url"), field="video.url")
-        issues += check_video(info, "video.url")
-        if not issues:
-            measured = video.model_copy(update={"duration_s": round(info.duration_s, 3)})
-            request = request.model_copy(update={"video": measured})
-    if issues:
-        raise InvalidInput("; ".join(f"{issue.field}: {issue.issue}" for issue in issues), issues)
+    if video is not None and video.url.startswith("s3://"):
+        if (outside := _outside("video.url", video.url, tenant_id)) is not None:
+            issues.append(outside)
+        else:
+            reader = get_media_store().reader(*split_s3_uri(video.url), "video.url")
+            info = probe_video(reader, field="video.url")
+            issues += check_video(info, "video.url")
+            if not issues:
+                measured = video.model_copy(update={"duration_s": round(info.duration_s, 3)})
+                request = request.model_copy(update={"video": measured})
+    _raise_if_any(issues)
     return request
+
+
+def check_s3_images(fields: Iterable[tuple[str, str]], *, tenant_id: str) -> None:
+    """Rule 5 on the bytes of every s3:// image among `fields` (name, url); the others are not ours."""
+    _raise_if_any(_image_issues(fields, tenant_id))
 
 
 def with_presigned_inputs(request: GenerationRequest) -> GenerationRequest:
     """The request as a provider must see it: s3:// inputs replaced by short-lived presigned GET URLs."""
-    media = get_media_store()
-    ttl = get_settings().presign_ttl_s
-
-    def sign(url: str) -> str:
-        return media.presign_get(*split_s3_uri(url), ttl) if url.startswith("s3://") else url
-
     update: dict[str, object] = {}
     for name in ("first_frame", "end_frame"):
         value = getattr(request, name)
         if value:
-            update[name] = sign(value)
-    update["reference_images"] = [sign(url) for url in request.reference_images]
+            update[name] = presigned(value)
+    update["reference_images"] = [presigned(url) for url in request.reference_images]
     if request.video is not None:
-        update["video"] = request.video.model_copy(update={"url": sign(request.video.url)})
+        update["video"] = request.video.model_copy(update={"url": presigned(request.video.url)})
     return request.model_copy(update=update)
+
+
+def _image_issues(fields: Iterable[tuple[str, str]], tenant_id: str) -> list[FieldIssue]:
+    issues: list[FieldIssue] = []
+    for field, uri in fields:
+        if not uri.startswith("s3://"):
+            continue
+        if (outside := _outside(field, uri, tenant_id)) is not None:
+            issues.append(outside)
+            continue
+        reader = get_media_store().reader(*split_s3_uri(uri), field)
+        issues += check_image(probe_image(reader, field=field), field)
+    return issues
+
+
+def _outside(field: str, uri: str, tenant_id: str) -> FieldIssue | None:
+    """The issue when `uri` is not an object of `tenant_id` in the stack's bucket."""
+    bucket = get_settings().bucket_name
+    uri_bucket, key = split_s3_uri(uri)
+    if uri_bucket == bucket and owner_of(key) == tenant_id:
+        return None
+    where = f"s3://{bucket}/inputs/{tenant_id}/ or your uploads/ prefix"
+    return FieldIssue(field, f"s3:// inputs must be your own objects under {where}")
+
+
+def _raise_if_any(issues: list[FieldIssue]) -> None:
+    if issues:
+        raise InvalidInput("; ".join(f"{issue.field}: {issue.issue}" for issue in issues), issues)

@@ -76,8 +76,15 @@ def announce(generation: Generation) -> None:
     if generation.status is Status.CANCELED or generation.announced:
         return
     detail_type = SUCCEEDED_EVENT if generation.status is Status.SUCCEEDED else FAILED_EVENT
-    messaging.publish(detail_type, event_detail(generation))
-    webhooks.schedule_first_delivery(generation)  # no-op without a webhook_url; queued once per outcome
+    try:
+        messaging.publish(detail_type, event_detail(generation))
+        webhooks.schedule_first_delivery(generation)  # no-op without a webhook_url; queued once per outcome
+    except Exception:
+        # The outcome is recorded; whoever looks next (ingest, poller, the submitter's safety net) announces
+        # it again, so a failed publish must neither undo nor fail the caller's work.
+        logger.exception("outcome not announced yet", extra={"generation_id": generation.id})
+        metrics.add_metric(name="AnnounceDeferred", unit=MetricUnit.Count, value=1)
+        return
 
     def mark(current: Generation) -> Generation | None:
         return None if current.announced else current.model_copy(update={"announced": True})

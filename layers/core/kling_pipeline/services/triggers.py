@@ -38,6 +38,7 @@ from kling_pipeline.domain.generation import Generation, utcnow
 from kling_pipeline.domain.request import MAX_DURATION_WITH_VIDEO
 from kling_pipeline.errors import InvalidInput, NoProviderAvailable, PipelineError
 from kling_pipeline.observability import logger, metrics
+from kling_pipeline.store.documents import is_condition_failure
 from kling_pipeline.store.generations import get_generation_store
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class ClaimStore:
             )
             return None
         except ClientError as exc:
-            if not _is_condition_failure(exc):
+            if not is_condition_failure(exc):
                 raise
         item = self._table.get_item(Key={"pk": pk, "sk": CLAIM_SK}, ConsistentRead=True).get("Item")
         if item is None:  # released in between: try once more
@@ -156,7 +157,7 @@ class ClaimStore:
             )
             return True
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 return False
             raise
 
@@ -270,10 +271,6 @@ def _find_generation(
             return None
         cursor = page.next_cursor
     return None
-
-
-def _is_condition_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def get_claim_store() -> ClaimStore:

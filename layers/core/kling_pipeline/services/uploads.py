@@ -20,7 +20,7 @@ runs the media's job; one arriving first is found by the media's notification. E
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from enum import StrEnum
@@ -31,20 +31,26 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from kling_pipeline import aws
+from kling_pipeline import aws, messaging
 from kling_pipeline.config import get_settings
 from kling_pipeline.domain.generation import Generation
 from kling_pipeline.domain.request import Mode
 from kling_pipeline.domain.validation import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from kling_pipeline.errors import FieldIssue, InvalidInput
+from kling_pipeline.errors import InvalidInput
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services.generations import create_generation
-from kling_pipeline.services.triggers import JobInProgress, JobOutcome, run_once, with_trigger_defaults
+from kling_pipeline.services.s3_keys import UPLOADS_PREFIX, tenant_for
+from kling_pipeline.services.triggers import (
+    JobInProgress,
+    JobOutcome,
+    error_details,
+    run_once,
+    with_trigger_defaults,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-UPLOADS_PREFIX = "uploads/"
 RESULT_SUFFIX = ".generation.json"
 ERROR_SUFFIX = ".error.json"
 CLAIM_KIND = "UPLOAD"
@@ -136,22 +142,6 @@ def role_of(key: str) -> ObjectRole | None:
     return None
 
 
-def tenant_for(key: str) -> tuple[str, str]:
-    """(tenant, prefix) of an upload: the longest `UPLOAD_TENANTS` prefix of `key`, else `UPLOAD_TENANT_ID`
-    for all of uploads/. s3:// inputs of the job must lie under the same prefix (no cross-tenant reads)."""
-    settings = get_settings()
-    mapping: dict[str, str] = {}
-    for item in (settings.upload_tenants or "").split(","):
-        prefix, sep, tenant = item.partition("=")
-        if sep and prefix.strip() and tenant.strip():
-            mapping[prefix.strip()] = tenant.strip()
-    matching = [prefix for prefix in mapping if key.startswith(prefix)]
-    if matching:
-        prefix = max(matching, key=len)
-        return mapping[prefix], prefix
-    return settings.upload_tenant_id, UPLOADS_PREFIX
-
-
 def metadata_spec(metadata: Mapping[str, str]) -> dict[str, Any]:
     """The job spec in object metadata: `x-amz-meta-prompt`, `x-amz-meta-aspect-ratio`, ...
 
@@ -204,7 +194,7 @@ def _with_source(body: dict[str, Any], upload: UploadedObject, line: int | None)
     return {**body, "metadata": tagged}
 
 
-def _is_job_of(upload: UploadedObject, line: int | None) -> Any:
+def _is_job_of(upload: UploadedObject, line: int | None) -> Callable[[Generation], bool]:
     """Recognises the generation of (upload, line) among a tenant's generations (claim recovery)."""
 
     def matches(generation: Generation) -> bool:
@@ -289,14 +279,14 @@ class UploadTrigger:
         if sidecar is None and not from_metadata and not waited and grace > 0:
             self._recheck_later(upload, grace)
             return
-        tenant, prefix = tenant_for(upload.key)
+        tenant = tenant_for(upload.key)
 
         def create() -> Generation:
             if sidecar is not None and sidecar.problem is not None:
                 raise InvalidInput.for_field(f"sidecar {sidecar.key}", sidecar.problem)
             spec = {**from_metadata, **((sidecar.spec if sidecar else None) or {})}
             body = media_body(upload, media_role, spec)
-            return create_generation(body, tenant_id=tenant, source=upload.uri, s3_prefixes=(prefix,))
+            return create_generation(body, tenant_id=tenant, source=upload.uri)
 
         outcome = run_once(
             CLAIM_KIND,
@@ -387,12 +377,12 @@ class UploadTrigger:
                 upload, _file_error(f"at most {MAX_JOB_FILE_LINES} jobs per file, got {len(numbered)}")
             )
             return
-        tenant, prefix = tenant_for(upload.key)
+        tenant = tenant_for(upload.key)
         results: list[dict[str, Any]] = []
         unfinished: list[int] = []
         for number, line in numbered:
             try:
-                outcome = self._run_line(upload, number, line, tenant, prefix)
+                outcome = self._run_line(upload, number, line, tenant)
             except JobInProgress:
                 results.append({"line": number, "status": "in_progress"})
                 unfinished.append(number)
@@ -409,9 +399,7 @@ class UploadTrigger:
         if unfinished:
             raise JobInProgress(f"lines {unfinished} of {upload.uri} are not finished yet")
 
-    def _run_line(
-        self, upload: UploadedObject, number: int, line: str, tenant: str, prefix: str
-    ) -> JobOutcome:
+    def _run_line(self, upload: UploadedObject, number: int, line: str, tenant: str) -> JobOutcome:
         def create() -> Generation:
             try:
                 body = json.loads(line)
@@ -420,7 +408,7 @@ class UploadTrigger:
             if not isinstance(body, dict):
                 raise InvalidInput.for_field(f"line {number}", "must be a JSON object (an API body)")
             tagged = _with_source(with_trigger_defaults(body), upload, number)
-            return create_generation(tagged, tenant_id=tenant, source=upload.uri, s3_prefixes=(prefix,))
+            return create_generation(tagged, tenant_id=tenant, source=upload.uri)
 
         return run_once(
             CLAIM_KIND,
@@ -505,11 +493,7 @@ class UploadTrigger:
 
     def _recheck_later(self, upload: UploadedObject, delay_s: int) -> None:
         queue_url = self._settings.uploads_queue_url or self._queue_url_from_arn()
-        aws.sqs().send_message(
-            QueueUrl=queue_url,
-            MessageBody=RecheckMessage(object=upload).model_dump_json(),
-            DelaySeconds=min(delay_s, 900),
-        )
+        messaging.send(queue_url, RecheckMessage(object=upload), delay_s=delay_s)
         metrics.add_metric(name="UploadWaitingForSidecar", unit=MetricUnit.Count, value=1)
         logger.info(
             "no job spec yet: waiting for a sidecar", extra={"key": upload.key, "recheck_in_s": delay_s}
@@ -537,8 +521,7 @@ def _outcome_fields(outcome: JobOutcome) -> dict[str, Any]:
 
 
 def _file_error(issue: str) -> dict[str, Any]:
-    problem = FieldIssue("file", issue)
-    return {"code": InvalidInput.code, "message": f"file: {issue}", "details": [problem.__dict__]}
+    return error_details(InvalidInput.for_field("file", issue))
 
 
 def _version_args(version_id: str | None) -> dict[str, Any]:

@@ -184,8 +184,7 @@ def deliver(message: DeliveryMessage, *, time_left_ms: int | None = None) -> Non
     retry_in_s: float | None = None
     if result.outcome == "failed" and message.attempt < len(schedule):
         retry_in_s = _jittered(schedule[message.attempt])
-    finished_at = utcnow()
-    next_retry_at = finished_at + timedelta(seconds=retry_in_s) if retry_in_s is not None else None
+    next_retry_at = utcnow() + timedelta(seconds=retry_in_s) if retry_in_s is not None else None
     dead_lettered = result.outcome == "failed" and retry_in_s is None
     get_delivery_store().record(
         generation.id,
@@ -221,7 +220,7 @@ def deliver(message: DeliveryMessage, *, time_left_ms: int | None = None) -> Non
         return
     metrics.add_metric(name="WebhookAttemptFailed", unit=MetricUnit.Count, value=1)
     logger.warning("webhook attempt failed", extra={**log, "next_retry_at": next_retry_at})
-    if retry_in_s is not None and next_retry_at is not None:
+    if retry_in_s is not None:
         following = message.model_copy(update={"attempt": message.attempt + 1, "not_before": next_retry_at})
         _enqueue(following, delay_s=retry_in_s)
     elif dead_lettered:

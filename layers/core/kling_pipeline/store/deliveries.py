@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from kling_pipeline.store.documents import is_condition_failure
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
@@ -78,7 +80,7 @@ class DeliveryStore:
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failure(exc):
                 return None
             raise
         return DeliverySequence(number=1, occurred_at=occurred_at)
@@ -93,7 +95,7 @@ class DeliveryStore:
                 ExpressionAttributeValues={":one": 1},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not is_condition_failure(exc):
                 raise
 
     def open_next_sequence(self, generation_id: str, occurred_at: datetime) -> DeliverySequence:

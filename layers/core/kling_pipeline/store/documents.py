@@ -72,8 +72,8 @@ class DocumentStore(Generic[D]):
             found = self._get_item(document_id)
             if found is None:
                 return None
-            current, version = found
-            changed = mutate(current.model_copy(deep=True))
+            current, version = found  # freshly parsed: `mutate` may change it in place
+            changed = mutate(current)
             if changed is None:
                 return None
             _doc(changed).updated_at = utcnow()

@@ -1,7 +1,7 @@
 """Generations in DynamoDB (a `DocumentStore`), plus callback receipts under the same partition key.
 
-Callers decide every change with `Status.can_move_to`, so no writer can move a status backwards or
-record a second outcome.
+Status changes go through `transition`, which applies `Status.can_move_to` inside the compare-and-set,
+so no writer can move a status backwards or record a second outcome.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The media bucket: stream provider downloads into S3, presign reads, probe inputs by ranged reads.
 
 Ingest memory is bounded by one multipart part buffer whatever the video size: chunks are hashed and
-verified as they pass and flushed as parts of `part_size`. Until `complete_multipart_upload` succeeds no
+verified as they pass and flushed as parts of `PART_SIZE`. Until `complete_multipart_upload` succeeds no
 object exists at the key, and any failure aborts the upload, so a crash never leaves a partial video.
 """
 
@@ -39,10 +39,9 @@ class StoredVideo:
 
 
 class MediaStore:
-    def __init__(self, client: S3Client, bucket: str, *, part_size: int = PART_SIZE) -> None:
+    def __init__(self, client: S3Client, bucket: str) -> None:
         self._s3 = client
         self.bucket = bucket
-        self._part_size = part_size
 
     def store_video(self, key: str, chunks: Iterable[bytes], *, source: str) -> StoredVideo:
         """Stream `chunks` to `key` as a verified MP4; raises (leaving nothing at `key`) on any failure."""
@@ -64,11 +63,11 @@ class MediaStore:
                 verifier.feed(chunk)
                 total += len(chunk)
                 buffer += chunk
-                while len(buffer) >= self._part_size:
+                while len(buffer) >= PART_SIZE:
                     with memoryview(buffer) as view:  # one copy of the part, not two
-                        part = bytes(view[: self._part_size])
+                        part = bytes(view[:PART_SIZE])
                     parts.append(self._upload_part(key, upload_id, len(parts) + 1, part))
-                    del part, buffer[: self._part_size]
+                    del part, buffer[:PART_SIZE]
             summary = verifier.finish()
             if buffer or not parts:
                 parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(buffer)))
@@ -110,16 +109,13 @@ class S3RangeReader:
         self._bucket = bucket
         self._key = key
         self.size = size
-        self.bytes_read = 0
 
     def read(self, offset: int, length: int) -> bytes:
         if length <= 0 or offset >= self.size:
             return b""
         end = min(offset + length, self.size) - 1
         body = self._s3.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={offset}-{end}")["Body"]
-        data = body.read()
-        self.bytes_read += len(data)
-        return data
+        return body.read()
 
 
 @cache

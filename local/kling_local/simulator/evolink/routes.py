@@ -78,20 +78,19 @@ async def create(request: Request) -> Response:
     return JSONResponse(task_object(task))
 
 
-def _find(context: SimContext, task_id: str) -> SimTask | None:
-    """Videos and elements share EvoLink's task namespace."""
-    engine = context.engine
-    return engine.find("evolink", "video", task_id) or engine.find("evolink", "element", task_id)
-
-
-async def query(request: Request) -> Response:
+def _task(request: Request) -> SimTask | Response:
+    """The task named in the path (videos and elements share EvoLink's namespace), or a refusal."""
     context = sim(request)
     if (refusal := guard(request, context)) is not None:
         return refusal
-    task = _find(context, str(request.path_params["task_id"]))
-    if task is None:
-        return error(404, "task_not_found", "Task not found")
-    return JSONResponse(task_object(task))
+    engine, task_id = context.engine, str(request.path_params["task_id"])
+    task = engine.find("evolink", "video", task_id) or engine.find("evolink", "element", task_id)
+    return error(404, "task_not_found", "Task not found") if task is None else task
+
+
+async def query(request: Request) -> Response:
+    task = _task(request)
+    return task if isinstance(task, Response) else JSONResponse(task_object(task))
 
 
 async def cancel(request: Request) -> Response:
@@ -99,13 +98,10 @@ async def cancel(request: Request) -> Response:
 
     Cancelling a finished task changes nothing and answers its current object (idempotent, assumed).
     """
-    context = sim(request)
-    if (refusal := guard(request, context)) is not None:
-        return refusal
-    task = _find(context, str(request.path_params["task_id"]))
-    if task is None:
-        return error(404, "task_not_found", "Task not found")
-    context.engine.cancel(task, "cancelled", "Task cancelled by user")
+    task = _task(request)
+    if isinstance(task, Response):
+        return task
+    sim(request).engine.cancel(task, "cancelled", "Task cancelled by user")
     return JSONResponse(task_object(task))
 
 

@@ -20,6 +20,7 @@ from kling_local.simulator.validation import (
     check_callback_url,
     check_reference_counts,
     check_shots,
+    check_watermark,
     element_ids,
     enum_str,
     optional_bool,
@@ -83,7 +84,7 @@ def validate_element(body: dict[str, Any]) -> EvolinkCreate:
         model=ELEMENT_MODEL,
         spec=None,
         tags=tags_in([name, body.get("element_description")]),
-        callback_url=check_callback_url(body.get("callback_url"), https_only=True),
+        callback_url=check_callback_url(body.get("callback_url")),
         credits=Decimal(0),
         cost_usd=Decimal(0),
     )
@@ -148,12 +149,7 @@ def _check_mode(model: str, inputs: _Inputs) -> None:
 
 def _shots(body: dict[str, Any], params: dict[str, Any], model: str, duration: int) -> list[dict[str, Any]]:
     prompt = optional_str(body, "prompt", max_len=MAX_PROMPT)
-    watermark = params.get("watermark_info")
-    require(
-        watermark is None
-        or (isinstance(watermark, dict) and isinstance(watermark.get("enabled", False), bool)),
-        "model_params.watermark_info must be {'enabled': bool}",
-    )
+    check_watermark(params.get("watermark_info"), "model_params.watermark_info")
     if optional_bool(params, "multi_shot", False):
         require(
             params.get("shot_type") == "customize",
@@ -196,7 +192,7 @@ def validate_generation(body: dict[str, Any]) -> EvolinkCreate:
         model=model,
         spec=output_spec(quality, aspect_ratio, seconds, sound or (model == EDIT and keep_sound)),
         tags=tags_in(prompts_of(body, shots)),
-        callback_url=check_callback_url(body.get("callback_url"), https_only=True),
+        callback_url=check_callback_url(body.get("callback_url")),
         credits=credits,
         cost_usd=usd,
     )

@@ -14,10 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kling_local.simulator.context import read_json_object, sim
-from kling_local.simulator.engine import ConcurrencyLimitError, DuplicateExternalIdError, NewTask
-from kling_local.simulator.kling.guard import guard, server_error
-from kling_local.simulator.kling.videos import new_task_id, page_params
-from kling_local.simulator.kling.wire import create_data, element_task, error, ok
+from kling_local.simulator.engine import NewTask
+from kling_local.simulator.kling.guard import guard
+from kling_local.simulator.kling.videos import new_task_id, page, submit
+from kling_local.simulator.kling.wire import element_task, error, ok
 from kling_local.simulator.tags import tags_in
 from kling_local.simulator.tasks import TaskState
 from kling_local.simulator.validation import Invalid, enum_str, optional_str, require, url_list
@@ -70,15 +70,7 @@ async def create(request: Request) -> Response:
         external_task_id=body.get("external_task_id"),
         callback_url=body.get("callback_url"),
     )
-    try:
-        task = context.engine.create(new)
-    except ConcurrencyLimitError:
-        return error(429, 1303, "Parallel task limit reached for this account, please retry later")
-    except DuplicateExternalIdError:
-        return error(400, 1201, "external_task_id already exists")
-    if context.engine.take_lost_response():
-        return server_error()
-    return ok(create_data(task))
+    return submit(context, new)
 
 
 async def query(request: Request) -> Response:
@@ -95,13 +87,11 @@ async def list_elements(request: Request) -> Response:
     context = sim(request)
     if (refusal := guard(request, context)) is not None:
         return refusal
-    paging = page_params(request)
+    paging = page(request)
     if isinstance(paging, JSONResponse):
         return paging
-    page_num, page_size = paging
     tasks = [t for t in context.engine.list_tasks("kling", "element") if not t.deleted]
-    page = tasks[(page_num - 1) * page_size : page_num * page_size]
-    return ok([element_task(task) for task in page])
+    return ok([element_task(task) for task in tasks[paging]])
 
 
 async def delete(request: Request) -> Response:

@@ -16,6 +16,7 @@ from kling_local.simulator.validation import (
     Invalid,
     check_reference_counts,
     check_shots,
+    check_watermark,
     element_ids,
     enum_str,
     optional_bool,
@@ -78,12 +79,7 @@ def _shots_and_prompt(body: dict[str, Any], duration: int, *, prompt_required: b
 def _common(body: dict[str, Any]) -> tuple[str | None, str | None]:
     external_task_id = optional_str(body, "external_task_id", max_len=128)
     callback_url = optional_str(body, "callback_url", max_len=2048)
-    watermark = body.get("watermark_info")
-    if watermark is not None:
-        require(
-            isinstance(watermark, dict) and isinstance(watermark.get("enabled", False), bool),
-            "watermark_info must be {'enabled': bool}",
-        )
+    check_watermark(body.get("watermark_info"), "watermark_info")
     require(external_task_id != "", "external_task_id must not be empty")
     return external_task_id, callback_url
 

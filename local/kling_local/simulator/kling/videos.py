@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kling_local.simulator.context import read_json_object, sim
+from kling_local.simulator.context import SimContext, read_json_object, sim
 from kling_local.simulator.engine import ConcurrencyLimitError, DuplicateExternalIdError, NewTask
 from kling_local.simulator.kling.guard import guard, server_error
 from kling_local.simulator.kling.validation import VALIDATORS
@@ -30,18 +30,31 @@ def new_task_id() -> str:
     return str(secrets.randbelow(9 * 10**17) + 10**17)
 
 
-def _endpoint(request: Request) -> str | None:
-    endpoint = str(request.path_params["endpoint"])
-    return endpoint if endpoint in VALIDATORS else None
+def _refusal(request: Request, context: SimContext) -> JSONResponse | None:
+    """404 for an endpoint Kling does not have, else the guard's refusal (auth, injected faults)."""
+    if request.path_params["endpoint"] not in VALIDATORS:
+        return error(404, 1203, "Resource not found")
+    return guard(request, context)
+
+
+def submit(context: SimContext, new: NewTask) -> Response:
+    """Create the task and answer like Kling (429 1303 at the concurrency limit, 400 for a reused id)."""
+    try:
+        task = context.engine.create(new)
+    except ConcurrencyLimitError:
+        return error(429, 1303, "Parallel task limit reached for this account, please retry later")
+    except DuplicateExternalIdError:
+        return error(400, 1201, "external_task_id already exists")
+    if context.engine.take_lost_response():
+        return server_error()
+    return ok(create_data(task))
 
 
 async def create(request: Request) -> Response:
     context = sim(request)
-    endpoint = _endpoint(request)
-    if endpoint is None:
-        return error(404, 1203, "Resource not found")
-    if (refusal := guard(request, context)) is not None:
+    if (refusal := _refusal(request, context)) is not None:
         return refusal
+    endpoint = str(request.path_params["endpoint"])
     body = await read_json_object(request)
     if body is None:
         return error(400, 1200, "Invalid request: the body must be a JSON object")
@@ -63,32 +76,21 @@ async def create(request: Request) -> Response:
         callback_url=parsed.callback_url,
         credits=kling_units(parsed.mode, parsed.spec.sound, parsed.spec.duration_s),
     )
-    try:
-        task = context.engine.create(new)
-    except ConcurrencyLimitError:
-        return error(429, 1303, "Parallel task limit reached for this account, please retry later")
-    except DuplicateExternalIdError:
-        return error(400, 1201, "external_task_id already exists")
-    if context.engine.take_lost_response():
-        return server_error()
-    return ok(create_data(task))
+    return submit(context, new)
 
 
 async def query(request: Request) -> Response:
     context = sim(request)
-    endpoint = _endpoint(request)
-    if endpoint is None:
-        return error(404, 1203, "Resource not found")
-    if (refusal := guard(request, context)) is not None:
+    if (refusal := _refusal(request, context)) is not None:
         return refusal
     task = context.engine.find("kling", "video", str(request.path_params["task_id"]))
-    if task is None or task.route != endpoint:
+    if task is None or task.route != request.path_params["endpoint"]:
         return error(404, 1203, "Task not found")
     return ok(video_task(task))
 
 
-def page_params(request: Request) -> tuple[int, int] | JSONResponse:
-    """pageNum ≥ 1 (default 1), pageSize 1-500 (default 30), or Kling's 400."""
+def page(request: Request) -> slice | JSONResponse:
+    """The slice asked for: pageNum ≥ 1 (default 1), pageSize 1-500 (default 30); else Kling's 400."""
     try:
         page_num = int(request.query_params.get("pageNum", "1"))
         page_size = int(request.query_params.get("pageSize", "30"))
@@ -96,23 +98,18 @@ def page_params(request: Request) -> tuple[int, int] | JSONResponse:
         return error(400, 1201, "pageNum and pageSize must be integers")
     if page_num < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
         return error(400, 1201, f"pageNum must be >= 1 and pageSize between 1 and {MAX_PAGE_SIZE}")
-    return page_num, page_size
+    return slice((page_num - 1) * page_size, page_num * page_size)
 
 
 async def list_tasks(request: Request) -> Response:
     context = sim(request)
-    endpoint = _endpoint(request)
-    if endpoint is None:
-        return error(404, 1203, "Resource not found")
-    if (refusal := guard(request, context)) is not None:
+    if (refusal := _refusal(request, context)) is not None:
         return refusal
-    paging = page_params(request)
+    paging = page(request)
     if isinstance(paging, JSONResponse):
         return paging
-    page_num, page_size = paging
-    tasks = context.engine.list_tasks("kling", "video", endpoint)
-    page = tasks[(page_num - 1) * page_size : page_num * page_size]
-    return ok([video_task(task) for task in page])
+    tasks = context.engine.list_tasks("kling", "video", str(request.path_params["endpoint"]))
+    return ok([video_task(task) for task in tasks[paging]])
 
 
 ROUTES = [

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 HEADER_MAX = 16  # 4-byte size + 4-byte type + optional 8-byte largesize
+# The one box read whole, by the probe and by the stream verifier alike: a bound on what a hostile file costs.
+MAX_MOOV_BYTES = 64 * 1024 * 1024
 _MATRIX_ONE = 0x10000  # 1.0 in 16.16 fixed point
 _UNKNOWN_DURATION_32 = 0xFFFFFFFF
 _UNKNOWN_DURATION_64 = 0xFFFFFFFFFFFFFFFF
@@ -129,16 +131,10 @@ def parse_moov(payload: bytes | memoryview) -> Movie:
     return Movie(duration_s=round(duration_s, 3), video=video)
 
 
-def _u32(data: memoryview, offset: int, box: str) -> int:
+def _u32(data: memoryview, offset: int, box: str, *, signed: bool = False) -> int:
     if offset + 4 > len(data):
         raise BoxError(f"the {box!r} box is too short")
-    return int(struct.unpack_from(">I", data, offset)[0])
-
-
-def _i32(data: memoryview, offset: int, box: str) -> int:
-    if offset + 4 > len(data):
-        raise BoxError(f"the {box!r} box is too short")
-    return int(struct.unpack_from(">i", data, offset)[0])
+    return int(struct.unpack_from(">i" if signed else ">I", data, offset)[0])
 
 
 def _timescale_and_duration(box: memoryview, name: str, *, v0_skip: int, v1_skip: int) -> tuple[int, int]:
@@ -211,7 +207,7 @@ def _display_size(tkhd: memoryview) -> tuple[int, int]:
     fields_end = 4 + (32 if tkhd[0] == 1 else 20)  # times, track id, reserved, duration
     matrix = fields_end + 16  # reserved(8), layer, alternate group, volume, reserved
     size_at = matrix + 36
-    a, b = _i32(tkhd, matrix, "tkhd"), _i32(tkhd, matrix + 4, "tkhd")
+    a, b = _u32(tkhd, matrix, "tkhd", signed=True), _u32(tkhd, matrix + 4, "tkhd", signed=True)
     width = round(_u32(tkhd, size_at, "tkhd") / _MATRIX_ONE)
     height = round(_u32(tkhd, size_at + 4, "tkhd") / _MATRIX_ONE)
     if a == 0 and abs(b) == _MATRIX_ONE:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from kling_pipeline.domain.media.isobmff import (
     HEADER_MAX,
+    MAX_MOOV_BYTES,
     BoxError,
     BoxHeader,
     Movie,
@@ -22,7 +23,6 @@ from kling_pipeline.domain.media.isobmff import (
 )
 from kling_pipeline.errors import InvalidInput
 
-DEFAULT_MAX_MOOV_BYTES = 64 * 1024 * 1024
 _MAX_FTYP_BYTES = 4096
 
 
@@ -65,7 +65,7 @@ class Mp4StreamVerifier:
     and from `finish` when it ended early or lacks `moov`/`mdat`. Chunk boundaries do not matter.
     """
 
-    def __init__(self, *, max_moov_bytes: int = DEFAULT_MAX_MOOV_BYTES) -> None:
+    def __init__(self, *, max_moov_bytes: int = MAX_MOOV_BYTES) -> None:
         self._max_moov_bytes = max_moov_bytes
         self._offset = 0
         self._header = bytearray()
@@ -73,10 +73,6 @@ class Mp4StreamVerifier:
         self._brand: str | None = None
         self._movie: Movie | None = None
         self._saw_mdat = False
-
-    @property
-    def bytes_seen(self) -> int:
-        return self._offset
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         view = memoryview(chunk).cast("B")

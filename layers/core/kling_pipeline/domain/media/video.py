@@ -12,6 +12,7 @@ from typing import Literal
 
 from kling_pipeline.domain.media.isobmff import (
     HEADER_MAX,
+    MAX_MOOV_BYTES,
     BoxError,
     is_plausible_type,
     parse_box_header,
@@ -30,7 +31,6 @@ MIN_FPS, MAX_FPS = 24.0, 60.0
 # and NTSC "24p" is 23.976 fps. Both are what users mean by 10 s and 24 fps.
 DURATION_TOLERANCE_S = 0.05
 FPS_TOLERANCE = 0.05
-MAX_MOOV_BYTES = 64 * 1024 * 1024
 # QuickTime files from before ftyp existed start straight with one of these.
 _LEGACY_QT_FIRST_BOXES = frozenset({"moov", "mdat", "wide", "free", "skip", "pnot"})
 _MIB = 1024 * 1024
