@@ -48,7 +48,7 @@ def stack() -> Iterator[LocalStack]:
         template_path=MINI_TEMPLATE,
         simulator=True,
         env_overrides={"STACK_LABEL": "overridden"},
-        max_visibility_timeout=1,
+        max_visibility_timeout_s=1,
     )
     try:
         with local:
