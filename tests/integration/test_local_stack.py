@@ -334,17 +334,6 @@ def test_cli_local_runs_until_sigterm(tmp_path: Path) -> None:
 REAL_TEMPLATE = REPO / "template.yaml"
 
 
-def _real_template_ready() -> bool:
-    if not REAL_TEMPLATE.exists():
-        return False
-    template = Template.load(REAL_TEMPLATE)
-    uris = [r.properties.get("DefinitionUri") for r in template.resources.values()]
-    return all((REPO / uri).exists() for uri in uris if isinstance(uri, str))
-
-
-@pytest.mark.skipif(
-    not _real_template_ready(), reason="template.yaml (and its state machine file) not written yet"
-)
 def test_real_template_creates_everything_it_declares() -> None:
     template = Template.load(REAL_TEMPLATE)
 
