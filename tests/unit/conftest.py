@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -16,6 +17,9 @@ from kling_pipeline.caches import reset_caches
 from kling_pipeline.domain.generation import Generation, utcnow
 from kling_pipeline.domain.request import parse_generation_request
 from kling_pipeline.domain.status import Status
+from kling_pipeline.ids import new_generation_id
+from kling_pipeline.services.generations import validated_request
+from kling_pipeline.store.generations import get_generation_store
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER = "http://127.0.0.1:9"
@@ -80,3 +84,39 @@ def stored_generation(generation_id: str = "gen_test", *, status: Status = Statu
         request=parse_generation_request({"mode": "text-to-video", "prompt": "x"}),
         deadline_at=now + timedelta(hours=1),
     )
+
+
+class FakeCreate:
+    """`create_generation` without the provider: validate (incl. media headers), write, remember."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.fail_after_write = 0
+
+    def __call__(
+        self,
+        body: Mapping[str, Any],
+        *,
+        tenant_id: str,
+        source: str = "api",
+    ) -> Generation:
+        request = validated_request(body, tenant_id=tenant_id)
+        now = utcnow()
+        generation = Generation(
+            id=new_generation_id(),
+            tenant_id=tenant_id,
+            status=Status.QUEUED,
+            mode=request.mode,
+            model=request.model,
+            created_at=now,
+            updated_at=now,
+            request=request,
+            metadata=request.metadata,
+            source=source,
+        )
+        get_generation_store().create(generation)
+        self.calls.append({"body": dict(body), "tenant_id": tenant_id, "source": source, "id": generation.id})
+        if self.fail_after_write:
+            self.fail_after_write -= 1
+            raise RuntimeError("the safety-net send failed after the generation was written")
+        return generation

@@ -8,7 +8,7 @@ publishes are read from a capture rule → SQS queue on the mocked bus.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -26,9 +26,9 @@ from kling_pipeline.domain.request import GenerationRequest
 from kling_pipeline.domain.status import Status
 from kling_pipeline.ids import new_generation_id
 from kling_pipeline.services import event_requests
-from kling_pipeline.services.generations import validated_request
 from kling_pipeline.services.lifecycle import event_detail
 from kling_pipeline.store.generations import get_generation_store
+from tests.unit.conftest import FakeCreate
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "docs" / "events"
@@ -40,38 +40,6 @@ Event = Callable[[str], dict[str, Any]]
 @cache
 def template() -> Template:
     return Template.load(ROOT / "template.yaml")
-
-
-class FakeCreate:
-    """`create_generation` without the provider: validate, write, remember."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def __call__(
-        self,
-        body: Mapping[str, Any],
-        *,
-        tenant_id: str,
-        source: str = "api",
-    ) -> Generation:
-        request = validated_request(body, tenant_id=tenant_id)
-        now = utcnow()
-        generation = Generation(
-            id=new_generation_id(),
-            tenant_id=tenant_id,
-            status=Status.QUEUED,
-            mode=request.mode,
-            model=request.model,
-            created_at=now,
-            updated_at=now,
-            request=request,
-            metadata=request.metadata,
-            source=source,
-        )
-        get_generation_store().create(generation)
-        self.calls.append({"body": dict(body), "tenant_id": tenant_id, "source": source})
-        return generation
 
 
 class Bus:

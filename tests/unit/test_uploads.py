@@ -12,7 +12,7 @@ import json
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -28,11 +28,9 @@ from kling_local.stack.template import DYNAMODB_TABLE, Template
 from kling_pipeline.caches import reset_caches
 from kling_pipeline.config import reset_settings
 from kling_pipeline.domain.generation import Generation, utcnow
-from kling_pipeline.domain.status import Status
-from kling_pipeline.ids import new_generation_id
 from kling_pipeline.services import triggers, uploads
-from kling_pipeline.services.generations import validated_request
 from kling_pipeline.store.generations import get_generation_store
+from tests.unit.conftest import FakeCreate
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "kling-pipeline-media-123456789012-us-east-1"
@@ -78,42 +76,6 @@ def create_template_table(logical_id: str, name: str) -> None:
     if props.get("GlobalSecondaryIndexes"):
         request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     boto3.client("dynamodb", region_name=REGION).create_table(**request)
-
-
-class FakeCreate:
-    """`create_generation` without the provider: validate (incl. media headers), write, remember."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.fail_after_write = 0
-
-    def __call__(
-        self,
-        body: Mapping[str, Any],
-        *,
-        tenant_id: str,
-        source: str = "api",
-    ) -> Generation:
-        request = validated_request(body, tenant_id=tenant_id)
-        now = utcnow()
-        generation = Generation(
-            id=new_generation_id(),
-            tenant_id=tenant_id,
-            status=Status.QUEUED,
-            mode=request.mode,
-            model=request.model,
-            created_at=now,
-            updated_at=now,
-            request=request,
-            metadata=request.metadata,
-            source=source,
-        )
-        get_generation_store().create(generation)
-        self.calls.append({"body": dict(body), "tenant_id": tenant_id, "source": source, "id": generation.id})
-        if self.fail_after_write:
-            self.fail_after_write -= 1
-            raise RuntimeError("the safety-net send failed after the generation was written")
-        return generation
 
 
 class Env:
