@@ -145,7 +145,11 @@ def test_callbacks_with_a_wrong_or_missing_token_are_rejected_and_change_nothing
 ) -> None:
     generation_id = api.post(
         "/v1/generations",
-        json={**MODES["text-to-video"], "prompt": "Hold still [sim:never]", "provider": "kling"},
+        json={
+            **MODES["text-to-video"],
+            "prompt": "Hold still [sim:never] [sim:drop_callback]",
+            "provider": "kling",
+        },
     ).json()["id"]
     before = api.get(f"/v1/generations/{generation_id}").json()
     path = f"{stack.api_url}/v1/callbacks/kling/{generation_id}"
@@ -179,7 +183,12 @@ def test_a_lying_callback_makes_the_pipeline_ask_the_provider_and_download_nothi
     evil = HTTPServer(("127.0.0.1", 0), Evil)
     threading.Thread(target=evil.serve_forever, daemon=True).start()
     generation_id = api.post(
-        "/v1/generations", json={**MODES["text-to-video"], "prompt": "Slow [sim:never]", "provider": "kling"}
+        "/v1/generations",
+        json={
+            **MODES["text-to-video"],
+            "prompt": "Slow [sim:never] [sim:drop_callback]",
+            "provider": "kling",
+        },
     ).json()["id"]
     task_id = api.get(f"/v1/generations/{generation_id}").json()["provider_task_id"]
 
