@@ -496,6 +496,17 @@ class TestKlingQuery:
         found = kling_provider.find_by_external_id("gen_1")
         assert found is not None and found.external_task_id == "gen_1"
 
+    @respx.mock
+    def test_find_by_external_id_asks_only_the_endpoint_the_request_went_to(
+        self, kling_provider: KlingProvider
+    ) -> None:
+        lookups = respx.get(url__regex=rf"{KLING_URL}/v1/videos/.*/gen_2").respond(
+            404, json={"code": 1203, "message": "nope"}
+        )
+        text = req(model="kling-3.0", mode="text-to-video", prompt="x")
+        assert kling_provider.find_by_external_id("gen_2", text) is None
+        assert [call.request.url.path for call in lookups.calls] == ["/v1/videos/text2video/gen_2"]
+
 
 class TestKlingElements:
     @respx.mock

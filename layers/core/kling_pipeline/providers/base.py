@@ -95,8 +95,11 @@ class Provider(Protocol):
 
     def query(self, task_id: str) -> ProviderTask: ...
 
-    def find_by_external_id(self, external_task_id: str) -> ProviderTask | None:
-        """The task we created with this external id, or None (also when the provider cannot look it up)."""
+    def find_by_external_id(
+        self, external_task_id: str, request: GenerationRequest | None = None
+    ) -> ProviderTask | None:
+        """The task we created with this external id, or None (also when the provider cannot look it up).
+        `request` (the one submitted) lets a provider ask only the endpoint it went to."""
 
     def cancel(self, task_id: str) -> bool:
         """True when the provider cancelled the task; False when it has no cancel."""

@@ -215,7 +215,9 @@ class EvoLinkProvider:
     def query(self, task_id: str) -> ProviderTask:
         return parse_task(self.api.call("GET", f"/v1/tasks/{task_id}", idempotent=True))
 
-    def find_by_external_id(self, external_task_id: str) -> ProviderTask | None:
+    def find_by_external_id(
+        self, external_task_id: str, request: GenerationRequest | None = None
+    ) -> ProviderTask | None:
         return None  # EvoLink keeps no id of ours
 
     def cancel(self, task_id: str) -> bool:

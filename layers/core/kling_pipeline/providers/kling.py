@@ -413,8 +413,11 @@ class KlingProvider:
             raise ProviderError(self.name, "final", "not_found", f"no Kling task {task_id}", http_status=404)
         return task
 
-    def find_by_external_id(self, external_task_id: str) -> ProviderTask | None:
-        return self._get(external_task_id, list(ENDPOINTS))
+    def find_by_external_id(
+        self, external_task_id: str, request: GenerationRequest | None = None
+    ) -> ProviderTask | None:
+        endpoints = [endpoint_for(request)] if request is not None else list(ENDPOINTS)
+        return self._get(external_task_id, endpoints)
 
     def cancel(self, task_id: str) -> bool:
         return False  # Kling has no cancel endpoint: we only stop tracking.

@@ -209,7 +209,9 @@ class Kling3ApiProvider:
         body = self.api.call("GET", STATUS_PATH, params={"task_id": task_id}, idempotent=True)
         return parse_task(json_object(body.get("data")))
 
-    def find_by_external_id(self, external_task_id: str) -> ProviderTask | None:
+    def find_by_external_id(
+        self, external_task_id: str, request: GenerationRequest | None = None
+    ) -> ProviderTask | None:
         return None  # kling3api keeps no id of ours
 
     def cancel(self, task_id: str) -> bool:

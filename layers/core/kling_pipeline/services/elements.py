@@ -315,8 +315,10 @@ class ElementMapped:
     def query(self, task_id: str) -> ProviderTask:
         return self.inner.query(task_id)
 
-    def find_by_external_id(self, external_task_id: str) -> ProviderTask | None:
-        return self.inner.find_by_external_id(external_task_id)
+    def find_by_external_id(
+        self, external_task_id: str, request: GenerationRequest | None = None
+    ) -> ProviderTask | None:
+        return self.inner.find_by_external_id(external_task_id, request)
 
     def cancel(self, task_id: str) -> bool:
         return self.inner.cancel(task_id)

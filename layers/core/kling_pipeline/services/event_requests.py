@@ -2,7 +2,7 @@
 
 The detail is the API body plus `tenant_id` (default `UPLOAD_TENANT_ID`). EventBridge delivers at least
 once and Lambda retries failed asynchronous invocations, so the job is keyed on the event id
-(`triggers.run_once`): a redelivered event answers with the first outcome and never creates a second
+(`triggers.run_claimed`): a redelivered event answers with the first outcome and never creates a second
 generation. A request that fails validation is answered on the same bus with a
 `Generation Request Rejected` event carrying the error body, so the sender learns why.
 """
@@ -22,7 +22,7 @@ from kling_pipeline.domain.generation import Generation
 from kling_pipeline.errors import InvalidInput
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services.generations import create_generation
-from kling_pipeline.services.triggers import run_once, with_trigger_defaults
+from kling_pipeline.services.triggers import run_claimed, with_trigger_defaults
 
 REJECTED_EVENT = "Generation Request Rejected"
 CLAIM_KIND = "EVENT"
@@ -67,7 +67,7 @@ def handle_generation_requested(event: Mapping[str, Any]) -> RequestOutcome:
         logger.info("generation request rejected", extra={"code": error["code"]})
         messaging.publish(REJECTED_EVENT, rejection_detail(event, tenant, error))
 
-    outcome = run_once(
+    outcome = run_claimed(
         CLAIM_KIND,
         source,
         tenant_id=tenant if _TENANT_ID.match(tenant) else get_settings().upload_tenant_id,

@@ -186,7 +186,7 @@ def _adopt_existing(generation: Generation) -> Generation | None:
     """A retried submit first asks providers that can look tasks up by our id: never pay twice."""
     for name, provider in get_providers().items():
         try:
-            task = provider.find_by_external_id(generation.id)
+            task = provider.find_by_external_id(generation.id, generation.request)
         except ProviderError:
             continue
         if task is not None:

@@ -4,7 +4,7 @@ Exactly one generation per trigger job (an uploaded object version, a job-file l
 
 S3 notifications and EventBridge events arrive at least once, and an upload can be reached from three
 directions (its own notification, its sidecar's, a grace-period re-check), so every trigger funnels its
-job through `run_once`. The job is claimed with a conditional put of a claim item in the generations table
+job through `run_claimed`. The job is claimed with a conditional put of a claim item in the generations table
 (`pk = "<KIND>#<sha256 of the job key>"`, `sk = "CLAIM"`, no index attributes, TTL after 90 days):
 
 - first claimant: creates the generation, then records its id (or the rejection) on the claim;
@@ -198,7 +198,7 @@ def claim_key(kind: str, job: str) -> str:
     return f"{kind}#{hashlib.sha256(job.encode()).hexdigest()}"
 
 
-def run_once(
+def run_claimed(
     kind: str,
     job: str,
     *,

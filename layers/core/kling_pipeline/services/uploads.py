@@ -14,7 +14,7 @@ A job is one media object version (bucket, key, version id, ETag). Its spec is t
 metadata (`x-amz-meta-prompt`, `x-amz-meta-duration`, ...), else the stack's defaults after waiting
 `UPLOAD_SIDECAR_GRACE_S` for a sidecar (a delayed re-check message). A sidecar arriving after its media
 runs the media's job; one arriving first is found by the media's notification. Every path goes through
-`triggers.run_once`, so duplicates, re-checks and races never create a second generation.
+`triggers.run_claimed`, so duplicates, re-checks and races never create a second generation.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from kling_pipeline.services.triggers import (
     JobInProgress,
     JobOutcome,
     error_details,
-    run_once,
+    run_claimed,
     with_trigger_defaults,
 )
 
@@ -288,7 +288,7 @@ class UploadTrigger:
             body = media_body(upload, media_role, spec)
             return create_generation(body, tenant_id=tenant, source=upload.uri)
 
-        outcome = run_once(
+        outcome = run_claimed(
             CLAIM_KIND,
             upload.identity,
             tenant_id=tenant,
@@ -410,7 +410,7 @@ class UploadTrigger:
             tagged = _with_source(with_trigger_defaults(body), upload, number)
             return create_generation(tagged, tenant_id=tenant, source=upload.uri)
 
-        return run_once(
+        return run_claimed(
             CLAIM_KIND,
             f"{upload.identity}#line={number}",
             tenant_id=tenant,

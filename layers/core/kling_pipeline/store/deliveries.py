@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from kling_pipeline.store.documents import is_condition_failure
+from kling_pipeline.store.generations import GenerationStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -54,10 +55,6 @@ class DeliverySequence(BaseModel):
     occurred_at: datetime
 
 
-def _pk(generation_id: str) -> str:
-    return f"GEN#{generation_id}"
-
-
 def _sortable(moment: datetime) -> str:
     """Fixed-width UTC time (isoformat drops zero microseconds, which would break the sort order)."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -72,7 +69,7 @@ class DeliveryStore:
         try:
             self._table.put_item(
                 Item={
-                    "pk": _pk(generation_id),
+                    "pk": GenerationStore.partition_key(generation_id),
                     "sk": _MARKER_SK,
                     "sequences": 1,
                     "occurred_at": occurred_at.isoformat(),
@@ -89,7 +86,7 @@ class DeliveryStore:
         """Undo `open_first_sequence` when its message could not be queued, so a retry schedules it."""
         try:
             self._table.delete_item(
-                Key={"pk": _pk(generation_id), "sk": _MARKER_SK},
+                Key={"pk": GenerationStore.partition_key(generation_id), "sk": _MARKER_SK},
                 ConditionExpression="#n = :one",
                 ExpressionAttributeNames={"#n": "sequences"},
                 ExpressionAttributeValues={":one": 1},
@@ -101,7 +98,7 @@ class DeliveryStore:
     def open_next_sequence(self, generation_id: str, occurred_at: datetime) -> DeliverySequence:
         """A new sequence number (redelivery); `occurred_at` is kept from the first one when there is one."""
         response = self._table.update_item(
-            Key={"pk": _pk(generation_id), "sk": _MARKER_SK},
+            Key={"pk": GenerationStore.partition_key(generation_id), "sk": _MARKER_SK},
             UpdateExpression="ADD #n :one SET occurred_at = if_not_exists(occurred_at, :at)",
             ExpressionAttributeNames={"#n": "sequences"},
             ExpressionAttributeValues={":one": 1, ":at": occurred_at.isoformat()},
@@ -116,7 +113,7 @@ class DeliveryStore:
         at = _sortable(attempt.attempted_at)
         self._table.put_item(
             Item={
-                "pk": _pk(generation_id),
+                "pk": GenerationStore.partition_key(generation_id),
                 "sk": f"{_DELIVERY_PREFIX}{at}#{attempt.sequence}.{attempt.attempt}",
                 "doc": attempt.model_dump_json(),
                 "expires_at": int((attempt.attempted_at + _ATTEMPT_TTL).timestamp()),
@@ -128,7 +125,10 @@ class DeliveryStore:
         attempts: list[DeliveryAttempt] = []
         query: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": _pk(generation_id), ":prefix": _DELIVERY_PREFIX},
+            "ExpressionAttributeValues": {
+                ":pk": GenerationStore.partition_key(generation_id),
+                ":prefix": _DELIVERY_PREFIX,
+            },
             "ScanIndexForward": False,
         }
         while len(attempts) < limit:

@@ -46,8 +46,13 @@ class DocumentStore(Generic[D]):
     def __init__(self, table: Table) -> None:
         self._table = table
 
+    @classmethod
+    def partition_key(cls, document_id: str) -> str:
+        """The partition the document shares with the items kept beside it (receipts, deliveries)."""
+        return f"{cls.kind}#{document_id}"
+
     def key(self, document_id: str) -> dict[str, str]:
-        return {"pk": f"{self.kind}#{document_id}", "sk": self.kind}
+        return {"pk": self.partition_key(document_id), "sk": self.kind}
 
     def tenant_pk(self, tenant_id: str) -> str:
         return f"TENANT#{tenant_id}#{self.kind}"

@@ -52,7 +52,7 @@ class GenerationStore(DocumentStore[Generation]):
         """Keep a receipt of every callback (duplicates included): evidence for support and metrics."""
         self._table.put_item(
             Item={
-                "pk": self.key(generation_id)["pk"],
+                "pk": self.partition_key(generation_id),
                 "sk": f"CALLBACK#{received_at.isoformat()}#{uuid.uuid4().hex[:8]}",
                 "provider": provider,
                 "received_at": received_at.isoformat(),
