@@ -14,9 +14,22 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=9100)
 
+    aws = sub.add_parser(
+        "aws", help="an AWS endpoint (moto) that outlives local stacks: use with local --aws-endpoint-url"
+    )
+    aws.add_argument("--host", default="127.0.0.1")
+    aws.add_argument("--port", type=int, default=5000)
+
     local = sub.add_parser("local", help="run the whole stack on this machine (moto, handlers, simulator)")
     local.add_argument("--port", type=int, default=8000, help="front door (API) port")
     local.add_argument("--aws-port", type=int, default=5000, help="moto server port (AWS_ENDPOINT_URL)")
+    local.add_argument(
+        "--aws-endpoint-url",
+        default=None,
+        metavar="URL",
+        help="use this AWS endpoint (e.g. `kling-pipeline aws`) instead of starting moto; resources are "
+        "created there or reused, so the stack can be stopped and started against the same state",
+    )
     local.add_argument("--simulator-port", type=int, default=9100)
     local.add_argument(
         "--no-simulator", action="store_true", help="use the providers the environment configures"
@@ -39,6 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         from kling_local.simulator.server import serve_forever
 
         serve_forever(host=args.host, port=args.port)
+    elif args.command == "aws":
+        from kling_local.serving import stop_signals
+        from kling_local.stack.endpoint import serve
+
+        with stop_signals() as stopping:
+            server = serve(args.host, args.port)
+            while not stopping.wait(0.5):
+                pass
+            server.stop()
     elif args.command == "local":
         from kling_local.stack.runner import LocalStack, serve_until_signalled
 
@@ -47,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             template_path=args.template,
             api_port=args.port,
             aws_port=args.aws_port,
+            aws_endpoint_url=args.aws_endpoint_url,
             simulator=not args.no_simulator,
             simulator_port=args.simulator_port,
             parameter_overrides=parameters,

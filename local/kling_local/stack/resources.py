@@ -13,6 +13,11 @@ Local deviations from a deployed stack, all deliberate:
   handlers (`stepfunctions` shim, consumers, front door);
 - secrets come from `secret_values` when given (provider credentials), else from SecretString or an
   emulated GenerateSecretString (random value, JSON template honoured).
+
+Provisioning is repeatable against an endpoint that already holds the stack (`--aws-endpoint-url`): what
+exists is reused as it is — generated secrets keep their value, so callback tokens and webhook secrets
+survive a restart — and only what the local stack must refresh is updated (explicit secret values, queue
+attributes, state machine definitions, functions' configuration with the current `invoke_url`).
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from kling_local.stack import stepfunctions
 from kling_local.stack import template as t
 from kling_local.stack.consumers import QueueMapping
 from kling_local.stack.intrinsics import Resolver, to_text
+from kling_local.stack.lambda_api import INVOKE_URL_VARIABLE
 from kling_local.stack.lambdas import FunctionSpec
 from kling_local.stack.template import Resource, Template
 
@@ -89,6 +96,11 @@ class Provisioned:
         return next((queue for queue in self.queues.values() if queue.arn == arn), None)
 
 
+def _exists(error: ClientError, *codes: str) -> bool:
+    """True when `error` says the resource is already there (a restart against the same endpoint)."""
+    return error.response.get("Error", {}).get("Code") in codes
+
+
 def _bool_text(value: Any) -> str:
     return to_text(value).lower() if isinstance(value, bool | str) else str(value)
 
@@ -105,8 +117,10 @@ class Provisioner:
         endpoint_url: str,
         secret_values: Mapping[str, str] | None = None,
         max_visibility_timeout_s: int | None = None,
+        invoke_url: str | None = None,
     ) -> None:
         self.template = template
+        self.invoke_url = invoke_url
         self.resolver = resolver
         self.functions = {spec.logical_id: spec for spec in functions}
         self.secret_values = dict(secret_values or {})
@@ -145,18 +159,30 @@ class Provisioner:
 
     def _role(self) -> str:
         iam = self._client("iam")
-        role = iam.create_role(RoleName=_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY))
+        try:
+            role = iam.create_role(RoleName=_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY))
+        except ClientError as error:
+            if not _exists(error, "EntityAlreadyExists"):
+                raise
+            role = iam.get_role(RoleName=_ROLE_NAME)
         return str(role["Role"]["Arn"])
 
     def _secrets(self) -> None:
         client = self._client("secretsmanager")
         for resource in self._active(t.SECRET):
             props = self._props(resource)
-            value = self.secret_values.get(resource.logical_id)
+            explicit = self.secret_values.get(resource.logical_id)
+            value = explicit
             if value is None:
                 value = props.get("SecretString") or self._generated_secret(props.get("GenerateSecretString"))
             name = self.resolver.physical_name(resource.logical_id)
-            client.create_secret(Name=name, SecretString=value)
+            try:
+                client.create_secret(Name=name, SecretString=value)
+            except ClientError as error:
+                if not _exists(error, "ResourceExistsException"):
+                    raise
+                if explicit is not None:
+                    client.put_secret_value(SecretId=name, SecretString=explicit)
 
     @staticmethod
     def _generated_secret(spec: dict[str, Any] | None) -> str:
@@ -203,7 +229,13 @@ class Provisioner:
                     ]
             if props.get("StreamSpecification"):
                 request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
-            client.create_table(**request)
+            try:
+                client.create_table(**request)
+            except ClientError as error:
+                if not _exists(error, "ResourceInUseException"):
+                    raise
+                self.result.tables[resource.logical_id] = name
+                continue
             ttl = props.get("TimeToLiveSpecification") or {}
             if str(ttl.get("Enabled", "")).lower() == "true":
                 client.update_time_to_live(
@@ -224,7 +256,13 @@ class Provisioner:
         return attributes
 
     def _create_queue(self, logical_id: str, name: str, attributes: dict[str, str]) -> QueueInfo:
-        url = self.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
+        try:
+            url = self.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
+        except ClientError as error:
+            if not _exists(error, "QueueAlreadyExists", "QueueNameExists"):
+                raise
+            url = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            self.sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)  # type: ignore[arg-type]
         info = QueueInfo(logical_id, name, url, f"arn:aws:sqs:{self.region}:{self.account_id}:{name}")
         self.result.queues[logical_id] = info
         return info
@@ -249,7 +287,11 @@ class Provisioner:
         client = self._client("events")
         for resource in self._active(t.EVENT_BUS):
             name = self.resolver.physical_name(resource.logical_id)
-            client.create_event_bus(Name=name)
+            try:
+                client.create_event_bus(Name=name)
+            except ClientError as error:
+                if not _exists(error, "ResourceAlreadyExistsException"):
+                    raise
             self.result.event_buses[resource.logical_id] = name
 
     def _functions(self, role_arn: str) -> None:
@@ -258,16 +300,26 @@ class Provisioner:
         with zipfile.ZipFile(archive, "w") as zipped:
             zipped.writestr("README.txt", "kling-pipeline local stack: handlers run in-process")
         for spec in self.functions.values():
-            client.create_function(
-                FunctionName=spec.name,
-                Runtime=spec.runtime,
-                Role=role_arn,
-                Handler=".".join(spec.handler.rsplit(".", 2)[-2:]),
-                Code={"ZipFile": archive.getvalue()},
-                Timeout=spec.timeout_s,
-                MemorySize=spec.memory_mb,
-                Environment={"Variables": spec.environment},
-            )
+            variables = dict(spec.environment)
+            if self.invoke_url:
+                variables[INVOKE_URL_VARIABLE] = self.invoke_url
+            try:
+                client.create_function(
+                    FunctionName=spec.name,
+                    Runtime=spec.runtime,
+                    Role=role_arn,
+                    Handler=".".join(spec.handler.rsplit(".", 2)[-2:]),
+                    Code={"ZipFile": archive.getvalue()},
+                    Timeout=spec.timeout_s,
+                    MemorySize=spec.memory_mb,
+                    Environment={"Variables": variables},
+                )
+            except ClientError as error:
+                if not _exists(error, "ResourceConflictException"):
+                    raise
+                client.update_function_configuration(
+                    FunctionName=spec.name, Timeout=spec.timeout_s, Environment={"Variables": variables}
+                )
             self.result.functions[spec.logical_id] = spec.arn
 
     def _buckets(self) -> None:
@@ -275,12 +327,16 @@ class Provisioner:
         for resource in self._active(t.S3_BUCKET):
             props = self._props(resource)
             name = self.resolver.physical_name(resource.logical_id)
-            if self.region == "us-east-1":
-                client.create_bucket(Bucket=name)
-            else:
-                client.create_bucket(
-                    Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region}
-                )
+            try:
+                if self.region == "us-east-1":
+                    client.create_bucket(Bucket=name)
+                else:
+                    client.create_bucket(
+                        Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region}
+                    )
+            except ClientError as error:
+                if not _exists(error, "BucketAlreadyOwnedByYou"):
+                    raise
             notification = self._notification(
                 resource.logical_id, props.get("NotificationConfiguration") or {}
             )
@@ -316,12 +372,19 @@ class Provisioner:
         for resource in self._active(t.SERVERLESS_STATE_MACHINE, t.STATE_MACHINE):
             props = self._props(resource)
             body = stepfunctions.definition(resource, self.resolver, self.template.directory)
-            arn = client.create_state_machine(
-                name=self.resolver.physical_name(resource.logical_id),
-                definition=body,
-                roleArn=role_arn,
-                type=str(props.get("Type") or props.get("StateMachineType") or "STANDARD"),
-            )["stateMachineArn"]
+            name = self.resolver.physical_name(resource.logical_id)
+            try:
+                arn = client.create_state_machine(
+                    name=name,
+                    definition=body,
+                    roleArn=role_arn,
+                    type=str(props.get("Type") or props.get("StateMachineType") or "STANDARD"),
+                )["stateMachineArn"]
+            except ClientError as error:
+                if not _exists(error, "StateMachineAlreadyExists"):
+                    raise
+                arn = f"arn:aws:states:{self.region}:{self.account_id}:stateMachine:{name}"
+                client.update_state_machine(stateMachineArn=arn, definition=body)
             self.result.state_machines[resource.logical_id] = str(arn)
 
     # -- event delivery ------------------------------------------------------------------------------

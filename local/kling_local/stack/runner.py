@@ -1,5 +1,9 @@
 """`LocalStack`: moto + resources from template.yaml + in-process handlers + front door + simulator.
 
+With `aws_endpoint_url` (an endpoint from `kling-pipeline aws`), no moto is started or reset: the
+template's resources are created there or reused, and all state lives there, so the stack can be killed
+and started again without losing work (see `endpoint`).
+
 Start order matters and is fixed here: the front door's socket is bound first (its URL is the callback
 base), then moto and the simulator start (their URLs go into the environment), then the environment is
 applied to this process, the Step Functions shim is installed, resources are created, queue consumers
@@ -37,6 +41,7 @@ from kling_local.stack.environment import (
 )
 from kling_local.stack.frontdoor import FrontDoor
 from kling_local.stack.intrinsics import Resolver, StackContext
+from kling_local.stack.lambda_api import LambdaApi
 from kling_local.stack.lambdas import FunctionRegistry, ensure_importable, function_specs, union_environment
 from kling_local.stack.resources import Provisioned, Provisioner
 from kling_local.stack.routes import gateway_responses, parse_api_keys, routes_from
@@ -89,6 +94,7 @@ class LocalStack:
         env_overrides: Mapping[str, str] | None = None,
         parameter_overrides: Mapping[str, str] | None = None,
         max_visibility_timeout_s: int | None = None,
+        aws_endpoint_url: str | None = None,
     ) -> None:
         self.template_path = Path(template_path) if template_path else default_template_path()
         self._api_port, self._aws_port, self._host = api_port, aws_port, host
@@ -102,7 +108,9 @@ class LocalStack:
         self.resources: Provisioned | None = None
         self._front: FrontDoor | None = None
         self._moto: ThreadedMotoServer | None = None
+        self._external_aws = aws_endpoint_url.rstrip("/") if aws_endpoint_url else None
         self._aws_endpoint_url: str | None = None
+        self._lambda_api: LambdaApi | None = None
         self._simulator: SimulatorServer | None = None
         self._consumers: list[QueueConsumer] = []
         self._env_patch = EnvironmentPatch()
@@ -201,7 +209,10 @@ class LocalStack:
     def _start(self) -> None:
         template = Template.load(self.template_path)
         self._front = FrontDoor(self._host, self._api_port)
-        self._start_moto()
+        if self._external_aws is not None:
+            self._aws_endpoint_url = self._external_aws
+        else:
+            self._start_moto()
         if self._with_simulator:
             self._start_simulator()
         resolver = Resolver(
@@ -228,7 +239,13 @@ class LocalStack:
             self._added_sys_path = str(template.directory)
         reset_process_caches()
         registry = FunctionRegistry(specs)
-        stepfunctions.install(registry)
+        invoke_url = None
+        if self._external_aws is None:
+            stepfunctions.install(registry)
+        else:  # the endpoint's state machines reach these handlers through Lambda's Invoke API
+            self._lambda_api = LambdaApi(registry, self._host)
+            self._lambda_api.start()
+            invoke_url = self._lambda_api.url
         self.resources = Provisioner(
             template,
             resolver,
@@ -236,6 +253,7 @@ class LocalStack:
             endpoint_url=self.aws_endpoint_url,
             secret_values={PROVIDER_CREDENTIALS: provider_secret_value()},
             max_visibility_timeout_s=self._max_visibility_timeout_s,
+            invoke_url=invoke_url,
         ).provision()
         for mapping in self.resources.mappings:
             consumer = QueueConsumer(
@@ -293,6 +311,9 @@ class LocalStack:
         if self._simulator is not None:
             self._simulator.stop()
             self._simulator = None
+        if self._lambda_api is not None:
+            self._lambda_api.stop()
+            self._lambda_api = None
         stepfunctions.uninstall()
         if self._moto is not None:
             try:

@@ -46,24 +46,36 @@ def _dispatching_invoke(  # noqa: PLR0917 - moto's LambdaBackend.invoke signatur
     if registry is None or spec is None:
         original = _ShimState.original_invoke
         return original(backend, function_name, qualifier, body, headers, response_headers)  # type: ignore[no-any-return]
-    event = json.loads(body) if body else {}
-    if str(headers.get("X-Amz-Invocation-Type", "RequestResponse")) == "Event":
-        threading.Thread(target=_invoke_logged, args=(registry, spec.logical_id, event), daemon=True).start()
-        return b""
-    try:
-        payload = json.dumps(registry.invoke(spec.logical_id, event)).encode()
-    except Exception as exc:
-        logger.exception("%s failed (invoked through Lambda Invoke)", spec.logical_id)
-        response_headers["x-amz-function-error"] = "Unhandled"
-        payload = json.dumps(
-            {
-                "errorType": type(exc).__name__,
-                "errorMessage": str(exc),
-                "stackTrace": traceback.format_tb(exc.__traceback__),
-            }
-        ).encode()
+    invocation_type = str(headers.get("X-Amz-Invocation-Type", "RequestResponse"))
+    payload, function_error = invoke_as_lambda(registry, spec.logical_id, body, invocation_type)
+    if function_error:
+        response_headers["x-amz-function-error"] = function_error
     response_headers["Content-Length"] = str(len(payload))
     return payload
+
+
+def invoke_as_lambda(
+    registry: FunctionRegistry, function: str, body: bytes | str | None, invocation_type: str
+) -> tuple[bytes, str | None]:
+    """Lambda's Invoke: (response payload, `X-Amz-Function-Error` or None); `Event` runs in the background.
+
+    Shared by the in-process moto shim and the stack's Lambda endpoint (`lambda_api`), which the
+    `kling-pipeline aws` endpoint relays Step Functions tasks to.
+    """
+    event = json.loads(body) if body else {}
+    if invocation_type == "Event":
+        threading.Thread(target=_invoke_logged, args=(registry, function, event), daemon=True).start()
+        return b"", None
+    try:
+        return json.dumps(registry.invoke(function, event)).encode(), None
+    except Exception as exc:
+        logger.exception("%s failed (invoked through Lambda Invoke)", function)
+        error = {
+            "errorType": type(exc).__name__,
+            "errorMessage": str(exc),
+            "stackTrace": traceback.format_tb(exc.__traceback__),
+        }
+        return json.dumps(error).encode(), "Unhandled"
 
 
 def _invoke_logged(registry: FunctionRegistry, logical_id: str, event: Any) -> None:
