@@ -19,6 +19,7 @@ from kling_pipeline.domain.validation import invalid_input
 from kling_pipeline.errors import FieldIssue
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.routes import elements, generations, tenant, webhooks
+from kling_pipeline.routes.contract import openapi_document
 from kling_pipeline.services.idempotency import register_lambda_context
 
 API_TITLE = "kling-pipeline"
@@ -37,7 +38,10 @@ def _parse_json(raw: str) -> dict[str, Any]:
     return body
 
 
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=_parse_json)
+# A response that does not match its model is our bug: a 500 (logged), never a 422 blaming the caller.
+app = APIGatewayRestResolver(
+    enable_validation=True, json_body_deserializer=_parse_json, response_validation_error_http_code=500
+)
 app.configure_openapi(
     title=API_TITLE,
     version=API_VERSION,
@@ -54,7 +58,9 @@ for routes in (tenant, generations, elements, webhooks):
 @app.get("/openapi.json", include_in_schema=False)
 def get_openapi() -> Response[str]:
     return Response(
-        status_code=200, content_type=content_types.APPLICATION_JSON, body=app.get_openapi_json_schema()
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=openapi_document(app.get_openapi_json_schema()),
     )
 
 

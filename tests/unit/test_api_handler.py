@@ -314,6 +314,32 @@ def test_openapi_document_lists_the_routes_and_the_api_key_scheme(event: Event, 
     assert "/docs" not in schema["paths"] and "/openapi.json" not in schema["paths"]
 
 
+def test_openapi_document_is_the_contract_clients_are_generated_from(
+    event: Event, lambda_context: Any
+) -> None:
+    schema = json.loads(lambda_handler(event("api/get_openapi"), lambda_context)["body"])
+    schemas = schema["components"]["schemas"]
+
+    # Create answers 202 with a typed resource and says how replays are marked.
+    created = schema["paths"]["/v1/generations"]["post"]["responses"]
+    assert "200" not in created
+    assert created["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/GenerationResource")
+    assert "Idempotent-Replayed" in created["202"]["headers"]
+    assert {"400", "401", "402", "403", "409", "413", "415", "422", "429", "500"} <= set(created)
+    assert {"id", "status", "outputs", "created_at"} <= set(schemas["GenerationResource"]["properties"])
+    # Every error of every operation is our error body; the framework's {detail: [...]} is gone.
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if int(status) >= 400:
+                    ref = answer["content"]["application/json"]["schema"]["$ref"]
+                    assert ref.endswith("/ErrorResponse"), (method, path, status)
+                elif status != "204":
+                    assert "$ref" in answer["content"]["application/json"]["schema"], (method, path)
+    assert set(schemas["ErrorInfo"]["properties"]) >= {"code", "message", "details"}
+
+
 def test_docs_page_serves_html(event: Event, lambda_context: Any) -> None:
     response = lambda_handler(event("api/get_docs"), lambda_context)
 
@@ -321,3 +347,40 @@ def test_docs_page_serves_html(event: Event, lambda_context: Any) -> None:
     assert response["multiValueHeaders"]["Content-Type"] == ["text/html"]
     assert "swagger" in response["body"].lower()
     assert "x-api-key" in response["body"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "raw", "status", "code"),
+    [
+        pytest.param(
+            "multipart/form-data", "--x--", 415, "unsupported_media_type", id="multipart-no-boundary"
+        ),
+        pytest.param(
+            "application/x-www-form-urlencoded",
+            "mode=text-to-video",
+            415,
+            "unsupported_media_type",
+            id="form",
+        ),
+    ],
+)
+def test_only_json_bodies_are_taken(
+    event: Event, lambda_context: Any, content_type: str, raw: str, status: int, code: str
+) -> None:
+    request = with_body(event("api/create_generation"), raw)
+    request["headers"] = {**(request.get("headers") or {}), "Content-Type": content_type}
+    request["multiValueHeaders"] = {name: [value] for name, value in request["headers"].items()}
+
+    answer, body = call(request, lambda_context)
+
+    assert (answer, body["error"]["code"]) == (status, code)
+
+
+def test_a_body_that_is_not_utf8_is_invalid_json_not_a_crash(event: Event, lambda_context: Any) -> None:
+    request = event("api/create_generation")
+    request["body"] = "1dUK"  # base64 of bytes that are not UTF-8
+    request["isBase64Encoded"] = True
+
+    answer, body = call(request, lambda_context)
+
+    assert (answer, body["error"]["code"]) == (400, "invalid_json")

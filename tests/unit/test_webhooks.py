@@ -208,7 +208,8 @@ def test_delivery_is_signed_per_standard_webhooks(env: Env) -> None:
     assert request.headers["webhook-id"] == f"msg_{generation.id}_succeeded"
     assert request.headers["content-type"] == "application/json"
     assert payload["type"] == "generation.succeeded"
-    assert payload["timestamp"] == generation.updated_at.isoformat()
+    assert payload["timestamp"] == generation.updated_at.isoformat().replace("+00:00", "Z")
+    assert payload["data"]["created_at"].endswith("Z")
     assert payload["data"]["id"] == generation.id
     assert payload["data"]["status"] == "succeeded"
     assert payload["data"]["outputs"][0]["url"].startswith(

@@ -20,6 +20,9 @@ from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
@@ -154,6 +157,22 @@ def service_error_response(exc: ServiceError, *, request_id: str | None) -> Resp
     return error_response(status, status.phrase.lower().replace(" ", "_").replace("-", "_"), message)
 
 
+class JsonOnlyRequestValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, but a body must be JSON: Powertools also parses form and multipart
+    bodies, which our routes never take (and a multipart type without a boundary crashed it into a 500),
+    and a body that is not UTF-8 is unparsable JSON (400), not a crash. Installed as the resolver's
+    request validator by `register_error_handlers`."""
+
+    def _get_body(self, app: Any) -> Any:
+        content_type = app.current_event.headers.get("content-type", "").strip().lower()
+        if content_type and not content_type.startswith(content_types.APPLICATION_JSON):
+            raise RequestUnsupportedContentType("Unsupported content type", [])
+        try:
+            return super()._get_body(app)
+        except UnicodeDecodeError:
+            raise RequestValidationError([{"type": "json_invalid", "loc": ("body",)}]) from None
+
+
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
     """Install the mapping on `app`. Powertools picks the handler of the closest class in the MRO, so the
     catch-all `Exception` handler never shadows a more specific one."""
@@ -172,3 +191,5 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     }
     for exc_class, handler in handlers.items():
         app.exception_handler(exc_class)(handler)
+    if getattr(app, "_enable_validation", False):
+        app._request_validation_middleware = JsonOnlyRequestValidation()  # type: ignore[no-untyped-call]

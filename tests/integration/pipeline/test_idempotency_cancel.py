@@ -41,6 +41,8 @@ def test_same_key_and_body_returns_the_first_response_and_submits_once(sim: Any,
     again = api.post("/v1/generations", json=body, headers={"Idempotency-Key": "order-1"})
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"]
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
     assert len(creates_for(sim, first.json()["id"])) == 1
     with_a_new_key = api.post("/v1/generations", json=body, headers={"Idempotency-Key": "order-2"})
     assert with_a_new_key.json()["id"] != first.json()["id"]
@@ -76,6 +78,8 @@ def test_a_replay_while_the_first_request_is_in_flight_waits_for_its_response(
     # Then both get the same generation, and the provider saw a single create
     assert first.status_code == second.status_code == 202, (first.text, second.text)
     assert first.json()["id"] == second.json()["id"]
+    assert "Idempotent-Replayed" not in first.headers
+    assert second.headers["Idempotent-Replayed"] == "true"
     assert len(creates_with_prompt(sim, "In flight")) == 1
 
 

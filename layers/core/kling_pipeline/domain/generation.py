@@ -16,6 +16,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def rfc3339(moment: datetime) -> str:
+    """The one time format users see (API, webhooks, events, files): RFC 3339 in UTC with a `Z`, exactly
+    as pydantic writes our models' datetimes, so a webhook and the API never disagree on a timestamp."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class Cost(BaseModel):
     usd: Decimal | None = None
     credits: Decimal | None = None

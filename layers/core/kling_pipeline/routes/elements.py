@@ -13,6 +13,14 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
 from kling_pipeline.domain.element import ElementCreateRequest
+from kling_pipeline.routes.contract import (
+    BODY_ERRORS,
+    REPLAY_HEADERS,
+    ElementList,
+    ElementResource,
+    accepted,
+    responses,
+)
 from kling_pipeline.routes.tenant import Tenant
 from kling_pipeline.services.elements import create_element, delete_element, get_element, list_elements
 from kling_pipeline.services.idempotency import run_once
@@ -40,35 +48,49 @@ def _create(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
     summary="Create a custom element",
     description="Created at every enabled provider that offers elements; poll it until `status` is `ready`.",
     tags=["elements"],
-    responses={202: {"description": "The element, `processing`."}},
+    responses=responses(202, "The element, `processing`.", *BODY_ERRORS, 409, 502, headers=REPLAY_HEADERS),
 )
 def post_element(
     request: ElementBody, tenant_id: Tenant, idempotency_key: IdempotencyKey = None
-) -> tuple[dict[str, Any], int]:
+) -> Response[ElementResource]:
     body: dict[str, Any] = router.current_event.json_body
-    return run_once(_create, name="create_element", tenant_id=tenant_id, key=idempotency_key, body=body), 202
+    once = run_once(_create, name="create_element", tenant_id=tenant_id, key=idempotency_key, body=body)
+    return accepted(ElementResource.model_validate(once.body), replayed=once.replayed)
 
 
-@router.get("/v1/elements", summary="List custom elements, newest first", tags=["elements"])
+@router.get(
+    "/v1/elements",
+    summary="List custom elements, newest first",
+    tags=["elements"],
+    responses=responses(200, "A page of elements.", 422),
+)
 def get_elements(
     tenant_id: Tenant,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
-) -> dict[str, Any]:
+) -> ElementList:
     page = list_elements(tenant_id, limit=limit, cursor=cursor)
-    return {"items": [item.public() for item in page.items], "next_cursor": page.next_cursor}
+    return ElementList(
+        items=[ElementResource.model_validate(item.public()) for item in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
-@router.get("/v1/elements/<element_id>", summary="Get a custom element", tags=["elements"])
-def get_one_element(element_id: str, tenant_id: Tenant) -> dict[str, Any]:
-    return get_element(tenant_id, element_id).public()
+@router.get(
+    "/v1/elements/<element_id>",
+    summary="Get a custom element",
+    tags=["elements"],
+    responses=responses(200, "The element.", 404),
+)
+def get_one_element(element_id: str, tenant_id: Tenant) -> ElementResource:
+    return ElementResource.model_validate(get_element(tenant_id, element_id).public())
 
 
 @router.delete(
     "/v1/elements/<element_id>",
     summary="Delete a custom element",
     tags=["elements"],
-    responses={204: {"description": "Deleted here and at the providers that can delete."}},
+    responses=responses(204, "Deleted here and at the providers that can delete.", 404),
 )
 def delete_one_element(element_id: str, tenant_id: Tenant) -> Response[None]:
     delete_element(tenant_id, element_id)

@@ -1,14 +1,28 @@
-"""Generation routes: create (with `Idempotency-Key`), list, get, cancel, and estimates."""
+"""Generation routes: create (with `Idempotency-Key`), list, get, cancel, and estimates.
+
+Each route returns a model of `kling_pipeline.routes.contract`, which Powertools serialises and
+publishes in `/openapi.json` together with every error status the route can answer.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
 from kling_pipeline.domain.request import GenerationRequest
 from kling_pipeline.domain.status import Status
+from kling_pipeline.routes.contract import (
+    BODY_ERRORS,
+    REPLAY_HEADERS,
+    EstimateOut,
+    GenerationList,
+    GenerationResource,
+    accepted,
+    responses,
+)
 from kling_pipeline.routes.tenant import Tenant
 from kling_pipeline.services.generations import (
     cancel_generation,
@@ -23,7 +37,26 @@ router = Router()  # type: ignore[no-untyped-call]
 
 # Declared for validation and OpenAPI; the service re-parses the raw JSON itself, as it does for S3 and
 # EventBridge requests, so the stored request is identical whichever door it came through.
-GenerationBody = Annotated[GenerationRequest, Body(description="The unified generation request.")]
+GenerationBody = Annotated[
+    GenerationRequest,
+    Body(
+        description="The unified generation request.",
+        openapi_examples={
+            "text-to-video": {
+                "summary": "Text to video",
+                "value": {"mode": "text-to-video", "prompt": "A lighthouse at dawn", "duration": 5},
+            },
+            "image-to-video": {
+                "summary": "Image to video from an upload",
+                "value": {
+                    "mode": "image-to-video",
+                    "prompt": "The character slowly turns and smiles",
+                    "first_frame": "s3://media-bucket/inputs/acme/upl_01JH/portrait.png",
+                },
+            },
+        },
+    ),
+]
 
 
 def _raw_body() -> dict[str, Any]:
@@ -44,38 +77,68 @@ def _create(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
     return create_generation(body, tenant_id=tenant_id, source="api").public()
 
 
-@router.post("/v1/generations", summary="Create a generation", tags=["generations"])
+@router.post(
+    "/v1/generations",
+    summary="Create a generation",
+    tags=["generations"],
+    responses=responses(
+        202, "The generation, `queued` or `submitted`.", *BODY_ERRORS, 402, 409, 502, headers=REPLAY_HEADERS
+    ),
+)
 def post_generation(
     request: GenerationBody, tenant_id: Tenant, idempotency_key: IdempotencyKey = None
-) -> tuple[dict[str, Any], int]:
-    body = _raw_body()
-    return run_once(
-        _create, name="create_generation", tenant_id=tenant_id, key=idempotency_key, body=body
-    ), 202
+) -> Response[GenerationResource]:
+    once = run_once(
+        _create, name="create_generation", tenant_id=tenant_id, key=idempotency_key, body=_raw_body()
+    )
+    return accepted(GenerationResource.model_validate(once.body), replayed=once.replayed)
 
 
-@router.get("/v1/generations", summary="List generations, newest first", tags=["generations"])
+@router.get(
+    "/v1/generations",
+    summary="List generations, newest first",
+    tags=["generations"],
+    responses=responses(200, "A page of generations.", 422),
+)
 def get_generations(
     tenant_id: Tenant,
     status: Annotated[Status | None, Query(description="Only generations in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
-) -> dict[str, Any]:
+) -> GenerationList:
     page = list_generations(tenant_id, status=status, limit=limit, cursor=cursor)
-    return {"items": [item.public() for item in page.items], "next_cursor": page.next_cursor}
+    return GenerationList(
+        items=[GenerationResource.model_validate(item.public()) for item in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
-@router.get("/v1/generations/<generation_id>", summary="Get a generation", tags=["generations"])
-def get_one_generation(generation_id: str, tenant_id: Tenant) -> dict[str, Any]:
-    return get_generation(tenant_id, generation_id).public()
+@router.get(
+    "/v1/generations/<generation_id>",
+    summary="Get a generation",
+    tags=["generations"],
+    responses=responses(200, "The generation.", 404),
+)
+def get_one_generation(generation_id: str, tenant_id: Tenant) -> GenerationResource:
+    return GenerationResource.model_validate(get_generation(tenant_id, generation_id).public())
 
 
-@router.post("/v1/generations/<generation_id>/cancel", summary="Stop a generation", tags=["generations"])
-def post_cancel(generation_id: str, tenant_id: Tenant) -> dict[str, Any]:
-    return cancel_generation(tenant_id, generation_id).public()
+@router.post(
+    "/v1/generations/<generation_id>/cancel",
+    summary="Stop a generation",
+    tags=["generations"],
+    responses=responses(200, "The generation, `canceled` (or already terminal).", 404, 409, 502),
+)
+def post_cancel(generation_id: str, tenant_id: Tenant) -> GenerationResource:
+    return GenerationResource.model_validate(cancel_generation(tenant_id, generation_id).public())
 
 
-@router.post("/v1/estimates", summary="Quote a generation without submitting it", tags=["estimates"])
-def post_estimate(request: GenerationBody, tenant_id: Tenant) -> dict[str, Any]:
-    estimate: dict[str, Any] = estimate_generation(_raw_body(), tenant_id=tenant_id).model_dump(mode="json")
-    return estimate
+@router.post(
+    "/v1/estimates",
+    summary="Quote a generation without submitting it",
+    tags=["estimates"],
+    responses=responses(200, "Quotes, cheapest first, and the provider a create would choose.", *BODY_ERRORS),
+)
+def post_estimate(request: GenerationBody, tenant_id: Tenant) -> EstimateOut:
+    estimate = estimate_generation(_raw_body(), tenant_id=tenant_id)
+    return EstimateOut.model_validate(estimate.model_dump(mode="json"))

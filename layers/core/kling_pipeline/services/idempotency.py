@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -33,6 +34,17 @@ IN_FLIGHT_WAIT_S = 20.0
 MAX_KEY_LENGTH = 255
 
 Operation = Callable[[dict[str, Any], str], dict[str, Any]]
+
+# Set by the wrapped operation when it actually runs; still False afterwards means Powertools answered
+# from the stored record (a replay). A ContextVar, because the local stack runs handlers on threads.
+_ran: ContextVar[bool] = ContextVar("idempotent_operation_ran", default=False)
+
+
+class Once(NamedTuple):
+    """The operation's answer and whether it is the stored answer of an earlier request."""
+
+    body: dict[str, Any]
+    replayed: bool
 
 
 class IdempotentCall(BaseModel):
@@ -70,6 +82,7 @@ def idempotent(operation: Operation) -> Callable[..., dict[str, Any]]:
         data_keyword_argument="call", persistence_store=persistence_layer(), config=idempotency_config()
     )
     def run(call: IdempotentCall) -> dict[str, Any]:
+        _ran.set(True)
         return operation(call.body, call.tenant_id)
 
     return run  # type: ignore[no-any-return]
@@ -77,17 +90,20 @@ def idempotent(operation: Operation) -> Callable[..., dict[str, Any]]:
 
 def run_once(
     operation: Operation, *, name: str, tenant_id: str, key: str | None, body: dict[str, Any]
-) -> dict[str, Any]:
-    """`operation(body, tenant_id)`, exactly once per (tenant, key) when a key is given."""
+) -> Once:
+    """`operation(body, tenant_id)`, exactly once per (tenant, key) when a key is given; `replayed` says
+    the answer is the stored one (the API then sends `Idempotent-Replayed: true`)."""
     if key is None:
-        return operation(body, tenant_id)
+        return Once(operation(body, tenant_id), replayed=False)
     if not key.strip() or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput.for_field("Idempotency-Key", f"must be 1-{MAX_KEY_LENGTH} characters")
     call = IdempotentCall(operation=name, tenant_id=tenant_id, key=key, body=body)
     deadline = time.monotonic() + IN_FLIGHT_WAIT_S
     while True:
+        token = _ran.set(False)
         try:
-            return idempotent(operation)(call=call)
+            answer = idempotent(operation)(call=call)
+            return Once(answer, replayed=not _ran.get())
         except IdempotencyValidationError as exc:
             raise Conflict(f"Idempotency-Key {key!r} was already used with a different request body") from exc
         except IdempotencyAlreadyInProgressError as exc:
@@ -96,3 +112,5 @@ def run_once(
                     "a request with this Idempotency-Key is still in progress; retry shortly"
                 ) from exc
             time.sleep(0.25)
+        finally:
+            _ran.reset(token)

@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from kling_pipeline import messaging
-from kling_pipeline.domain.generation import Cost, Generation, GenerationError, Output, utcnow
+from kling_pipeline.domain.generation import Cost, Generation, GenerationError, Output, rfc3339, utcnow
 from kling_pipeline.domain.status import Status
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services import webhooks
@@ -66,8 +66,8 @@ def event_detail(generation: Generation) -> dict[str, Any]:
         "actual_cost": generation.actual_cost.model_dump(mode="json") if generation.actual_cost else None,
         "error": generation.error.model_dump(mode="json") if generation.error else None,
         "metadata": generation.metadata,
-        "created_at": generation.created_at.isoformat(),
-        "updated_at": generation.updated_at.isoformat(),
+        "created_at": rfc3339(generation.created_at),
+        "updated_at": rfc3339(generation.updated_at),
     }
 
 

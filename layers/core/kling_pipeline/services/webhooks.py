@@ -35,7 +35,7 @@ from pydantic import BaseModel
 
 from kling_pipeline import messaging, netguard
 from kling_pipeline.config import get_settings
-from kling_pipeline.domain.generation import Generation, utcnow
+from kling_pipeline.domain.generation import Generation, rfc3339, utcnow
 from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import Conflict
 from kling_pipeline.observability import logger, metrics
@@ -102,7 +102,7 @@ def webhook_payload(generation: Generation, occurred_at: datetime) -> dict[str, 
         )
         for output in generation.outputs
     ]
-    return {"type": _EVENT_TYPES[generation.status], "timestamp": occurred_at.isoformat(), "data": data}
+    return {"type": _EVENT_TYPES[generation.status], "timestamp": rfc3339(occurred_at), "data": data}
 
 
 # ---- scheduling ----------------------------------------------------------------------------------------
