@@ -2,16 +2,24 @@
 
     pk "<KIND>#<id>", sk "<KIND>", gsi1pk "TENANT#<tenant>#<KIND>", gsi1sk "<created_at>#<id>" (ByTenant)
 
-Every change reads the item, lets the caller decide on a copy (`mutate` returns the new resource or None
-for "no change"), and writes it back only if `version` is still what was read. Two writers — a callback
-and the fallback poller, a retry and its original — can therefore never undo each other.
+Every change lets the caller decide on a copy (`mutate` returns the new resource or None for "no change")
+and writes it back with one conditional `UpdateItem`, only if `version` is still the one the decision was
+made on. Two writers — a callback and the fallback poller, a retry and its original — can therefore never
+undo each other.
+
+Reads are saved, not trusted: the store remembers the last (document, version) this process read or wrote,
+and `update` decides on that copy without a `GetItem`. A stale copy costs nothing in correctness — the
+version condition refuses the write, and DynamoDB hands back the current item with the refusal
+(`ReturnValuesOnConditionCheckFailure`), so the retry needs no read either. A decision *not* to write is only
+taken on a copy confirmed by the table, never on a remembered one.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -26,6 +34,8 @@ if TYPE_CHECKING:
 
 BY_TENANT_INDEX = "ByTenant"
 _MAX_CAS_ATTEMPTS = 8
+_REMEMBERED = 512  # documents whose last seen version a process keeps (a Lambda handles a few at a time)
+_KEY_ATTRIBUTES = frozenset({"pk", "sk"})
 
 
 class Document(Protocol):
@@ -42,9 +52,13 @@ D = TypeVar("D", bound=BaseModel)
 class DocumentStore(Generic[D]):
     kind: ClassVar[str]
     model: type[D]
+    # Top-level attributes `attributes()` may leave out; an update then removes them (as a put would).
+    optional_attributes: ClassVar[tuple[str, ...]] = ("gsi1pk", "gsi1sk", "expires_at")
 
     def __init__(self, table: Table) -> None:
         self._table = table
+        self._seen: dict[str, tuple[str, int]] = {}  # id -> (doc JSON, version), oldest first
+        self._seen_lock = threading.Lock()
 
     @classmethod
     def partition_key(cls, document_id: str) -> str:
@@ -66,33 +80,70 @@ class DocumentStore(Generic[D]):
             if is_condition_failure(exc):
                 raise Conflict(f"{_doc(document).id} already exists") from exc
             raise
+        self._remember(_doc(document).id, document.model_dump_json(), 1)
 
     def get(self, document_id: str) -> D | None:
-        found = self._get_item(document_id)
-        return None if found is None else found[0]
+        seen = self._read(document_id)
+        return None if seen is None else self.model.model_validate_json(seen[0])
 
     def update(self, document_id: str, mutate: Callable[[D], D | None]) -> D | None:
         """Apply `mutate` with optimistic locking; the stored resource after it, or None (declined/gone)."""
+        seen = self._recall(document_id)
+        confirmed = seen is None  # a copy just read (or handed back by a refused write) is confirmed
+        if seen is None and (seen := self._read(document_id)) is None:
+            return None
         for _ in range(_MAX_CAS_ATTEMPTS):
-            found = self._get_item(document_id)
-            if found is None:
-                return None
-            current, version = found  # freshly parsed: `mutate` may change it in place
-            changed = mutate(current)
+            doc_json, version = seen
+            changed = mutate(self.model.model_validate_json(doc_json))  # a fresh copy: mutate may edit it
             if changed is None:
-                return None
+                if confirmed:
+                    return None
+                # Declined on a remembered copy: decide again on the table's.
+                if (seen := self._read(document_id)) is None:
+                    return None
+                confirmed = True
+                continue
             _doc(changed).updated_at = utcnow()
             try:
-                self._table.put_item(
-                    Item=self._item(changed, version=version + 1),
-                    ConditionExpression="version = :v",
-                    ExpressionAttributeValues={":v": version},
+                self._table.update_item(
+                    Key=self.key(document_id),
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **self._update_expression(changed, version),
                 )
-                return changed
             except ClientError as exc:
                 if not is_condition_failure(exc):
                     raise
+                current: Mapping[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+                if current is None:
+                    self._forget(document_id)
+                    return None
+                seen = _low_level_doc(current)
+                self._remember(document_id, *seen)
+                confirmed = True
+                continue
+            self._remember(document_id, changed.model_dump_json(), version + 1)
+            return changed
         raise Conflict(f"{document_id} is changing too often; try again")
+
+    def _update_expression(self, document: D, version: int) -> dict[str, Any]:
+        """SET every attribute of the new item, REMOVE the optional ones it no longer has; if `version`."""
+        new_item = self._item(document, version=version + 1)
+        item = {name: value for name, value in new_item.items() if name not in _KEY_ATTRIBUTES}
+        names = {f"#a{i}": name for i, name in enumerate(item)}
+        values: dict[str, Any] = {f":a{i}": value for i, value in enumerate(item.values())}
+        removed = [name for name in self.optional_attributes if name not in item]
+        names.update({f"#r{i}": name for i, name in enumerate(removed)})
+        expression = "SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(item)))
+        if removed:
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+        names["#version"] = "version"
+        values[":expected"] = version
+        return {
+            "UpdateExpression": expression,
+            "ConditionExpression": "#version = :expected",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
 
     def page_for_tenant(
         self, tenant_id: str, *, limit: int, cursor: str | None, status: str | None = None
@@ -131,11 +182,34 @@ class DocumentStore(Generic[D]):
         doc = _doc(document)
         return {"gsi1pk": self.tenant_pk(doc.tenant_id), "gsi1sk": f"{doc.created_at.isoformat()}#{doc.id}"}
 
-    def _get_item(self, document_id: str) -> tuple[D, int] | None:
+    def _read(self, document_id: str) -> tuple[str, int] | None:
+        """One consistent read; remembered, so the next `update` need not read again."""
         item = self._table.get_item(Key=self.key(document_id), ConsistentRead=True).get("Item")
         if item is None:
+            self._forget(document_id)
             return None
-        return self.model.model_validate_json(str(item["doc"])), int(str(item["version"]))
+        return self.remember_item(document_id, item)
+
+    def remember_item(self, document_id: str, item: Mapping[str, Any]) -> tuple[str, int]:
+        """Keep the (doc JSON, version) of an item read by any call (a GetItem, an UpdateItem's ALL_NEW)."""
+        seen = str(item["doc"]), int(str(item["version"]))
+        self._remember(document_id, *seen)
+        return seen
+
+    def _remember(self, document_id: str, doc_json: str, version: int) -> None:
+        with self._seen_lock:
+            self._seen.pop(document_id, None)
+            self._seen[document_id] = (doc_json, version)
+            if len(self._seen) > _REMEMBERED:
+                del self._seen[next(iter(self._seen))]
+
+    def _recall(self, document_id: str) -> tuple[str, int] | None:
+        with self._seen_lock:
+            return self._seen.get(document_id)
+
+    def _forget(self, document_id: str) -> None:
+        with self._seen_lock:
+            self._seen.pop(document_id, None)
 
     def _item(self, document: D, *, version: int) -> dict[str, Any]:
         doc = _doc(document)
@@ -151,6 +225,11 @@ class DocumentStore(Generic[D]):
 
 def _doc(document: BaseModel) -> Document:
     return document  # type: ignore[return-value]
+
+
+def _low_level_doc(item: Mapping[str, Any]) -> tuple[str, int]:
+    """(doc JSON, version) of an item in DynamoDB's wire format (what a refused condition hands back)."""
+    return str(item["doc"]["S"]), int(item["version"]["N"])
 
 
 def is_condition_failure(exc: ClientError) -> bool:
