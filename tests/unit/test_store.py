@@ -95,7 +95,7 @@ def test_a_decline_on_a_remembered_copy_is_checked_against_the_table(pipeline_aw
     table = store._table
     item = table.get_item(Key=store.key("gen_test"))["Item"]
     remembered = Generation.model_validate_json(str(item["doc"])).model_copy(update={"announced": True})
-    store._remember("gen_test", remembered.model_dump_json(), int(str(item["version"])))
+    store.remember("gen_test", remembered.model_dump_json(), int(str(item["version"])))
 
     # When it marks the generation announced
     def mark(current: Generation) -> Generation | None:

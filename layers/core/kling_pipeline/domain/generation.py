@@ -70,7 +70,6 @@ class Generation(BaseModel):
     deadline_at: datetime | None = None
     # Set once the terminal event is on the bus; a terminal generation without it is announced again.
     announced: bool = False
-    ingest_lease_until: datetime | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON body users see (tenant and internal bookkeeping left out)."""
@@ -83,7 +82,6 @@ _INTERNAL_FIELDS = {
     "deadline_at",
     "source",
     "announced",
-    "ingest_lease_until",
 }
 
 

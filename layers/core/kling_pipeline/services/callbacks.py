@@ -1,10 +1,16 @@
 """Provider callbacks: authenticate, keep a receipt, hand off to ingest, answer fast.
 
-The body is deliberately ignored beyond its size: a forged or stale body can at most make us ask the
-provider one more time.
+The body is never trusted: ingest asks the provider for the truth. It is only glanced at for one thing — a
+callback that says the task is still running (Kling calls back on `processing` too) is kept as a receipt
+and not handed to ingest, which would only record a progress step. A stale or lying body can therefore at
+most make us ask the provider one more time, or one time less: a generation the callbacks do not finish
+is still polled by the fallback from the first poll time.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -18,6 +24,10 @@ from kling_pipeline.services.ingest import IngestMessage
 from kling_pipeline.services.tokens import verify_callback_token
 from kling_pipeline.store.generations import get_generation_store
 
+# Callback statuses that only report progress, per provider (Kling's `task_status`; EvoLink calls back
+# only when a task is final, kling3api never).
+_PROGRESS_ONLY = {ProviderName.KLING.value: frozenset({"submitted", "processing"})}
+
 
 def accept_callback(provider: str, generation_id: str, token: str | None, body: bytes) -> None:
     if provider not in {name.value for name in ProviderName}:
@@ -27,6 +37,9 @@ def accept_callback(provider: str, generation_id: str, token: str | None, body: 
         raise Unauthorized("invalid or missing callback token")
     store = get_generation_store()
     store.record_callback(generation_id, provider, utcnow())
+    if _reports_progress_only(provider, body):
+        metrics.add_metric(name="CallbackProgress", unit=MetricUnit.Count, value=1)
+        return
     messaging.send(
         get_settings().ingest_queue_url,
         IngestMessage(generation_id=generation_id, reason=f"callback:{provider}"),
@@ -35,3 +48,16 @@ def accept_callback(provider: str, generation_id: str, token: str | None, body: 
     logger.info(
         "callback accepted", extra={"generation_id": generation_id, "provider": provider, "bytes": len(body)}
     )
+
+
+def _reports_progress_only(provider: str, body: bytes) -> bool:
+    """Whether the body claims the task is still running (anything unreadable counts as "maybe final")."""
+    statuses = _PROGRESS_ONLY.get(provider)
+    if not statuses:
+        return False
+    try:
+        parsed: Any = json.loads(body)
+    except ValueError:
+        return False
+    task = parsed.get("data", parsed) if isinstance(parsed, dict) else None
+    return isinstance(task, dict) and task.get("task_status") in statuses

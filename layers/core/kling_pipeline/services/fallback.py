@@ -1,7 +1,8 @@
 """One step of the fallback state machine: poll a generation whose callback may never come.
 
 The state machine only waits and loops; every decision is here, so it is testable and the definition
-stays a handful of states (four transitions when the callback arrived on time).
+stays a handful of states. It runs only for generations whose callback did not finish them by the first
+poll time (or whose provider never calls back): see services.submitter.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def poll_step(state: PollState) -> PollState:
         lifecycle.fail(generation.id, "timeout", "the provider did not finish before the deadline")
         return state.model_copy(update={"done": True})
     settings = get_settings()
-    next_wait = min(state.wait_s * 2, settings.fallback_max_interval_s)
+    # Doubling from the first poll wait (an execution started late begins with a short one).
+    next_wait = min(max(state.wait_s * 2, settings.fallback_first_poll_s), settings.fallback_max_interval_s)
     if generation.deadline_at is not None:
         # Never sleep past the deadline: the last poll lands on it.
         remaining = int((generation.deadline_at - utcnow()).total_seconds()) + 1

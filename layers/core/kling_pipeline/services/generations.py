@@ -1,7 +1,9 @@
 """Create, read, list, cancel and estimate generations: the core function every trigger calls.
 
 Create is the same for the API, S3 uploads and EventBridge (DESIGN.md §6.1): validate → write `queued`
-→ submit with a callback URL and our id as the provider's external id → `submitted` → start the fallback.
+→ submit with a callback URL and our id as the provider's external id → `submitted`. The fallback state
+machine starts at once only for a provider that never calls back; otherwise the safety-net message, due at
+the first poll time, starts it if the callback has not finished the generation by then (services.submitter).
 A busy or unreachable provider leaves the generation `queued` and retried from the submit queue;
 only a final answer (bad request, content policy) fails it.
 """
@@ -35,8 +37,6 @@ from kling_pipeline.services.tokens import callback_token
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.media import get_media_store
 
-_SAFETY_NET_S = 120
-
 
 class SubmitMessage(BaseModel):
     generation_id: str
@@ -68,10 +68,11 @@ def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = 
         source=source,
         deadline_at=now + timedelta(seconds=get_settings().task_deadline_s),
     )
-    # Safety net, sent before the write so no generation can exist without it: the submitter then finishes
-    # whatever this process could not (submit, start the fallback, announce the outcome).
+    # Safety net, sent before the write so no generation can exist without it, due at the first poll time:
+    # the submitter then finishes whatever this process could not (submit, announce the outcome) and starts
+    # the fallback for a generation whose callback is late.
     safety_net = SubmitMessage(generation_id=generation.id)
-    messaging.send(get_settings().submit_queue_url, safety_net, delay_s=_SAFETY_NET_S)
+    messaging.send(get_settings().submit_queue_url, safety_net, delay_s=get_settings().fallback_first_poll_s)
     get_generation_store().create(generation)
     logger.append_keys(generation_id=generation.id)
     return submit(generation, router=router)
@@ -113,13 +114,31 @@ def _record_submitted(generation: Generation, provider: ProviderName, task: Prov
             )
         return current
     metrics.add_metric(name="GenerationSubmitted", unit=MetricUnit.Count, value=1)
+    settings = get_settings()
+    if _calls_back(provider, generation.id):
+        if generation.submit_attempts > 0:
+            # A retried submit: the create's safety net is spent, so a new check comes due at the first poll.
+            # If it cannot be sent, the message being handled fails and comes back to start the fallback.
+            check = SubmitMessage(generation_id=generation.id)
+            messaging.send(settings.submit_queue_url, check, delay_s=settings.fallback_first_poll_s)
+        return submitted
     try:
-        messaging.start_fallback(generation.id, first_wait_s=get_settings().fallback_first_poll_s)
+        messaging.start_fallback(generation.id, first_wait_s=settings.fallback_first_poll_s)
     except Exception:
         # The task is paid for: never fail the request now; the submitter's safety net starts it.
         logger.exception("fallback not started yet", extra={"generation_id": generation.id})
         metrics.add_metric(name="FallbackStartDeferred", unit=MetricUnit.Count, value=1)
     return submitted
+
+
+def _calls_back(provider: ProviderName, generation_id: str) -> bool:
+    """Whether a callback is expected (so the fallback waits to see whether it comes)."""
+    adapter = get_providers().get(provider)
+    return (
+        adapter is not None
+        and adapter.supports_callbacks
+        and callback_url(provider, generation_id) is not None
+    )
 
 
 def get_generation(tenant_id: str, generation_id: str) -> Generation:

@@ -22,8 +22,8 @@ from kling_pipeline.services.download import LinkExpired, open_download
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.media import MediaStore, StoredVideo, get_media_store
 
-# One ingest at a time per generation: a duplicate callback arriving mid-download skips instead of
-# downloading the same video twice. A crashed holder's lease simply runs out.
+# One ingest at a time per generation (the store's ingest lease): a duplicate callback arriving mid-download
+# is retried later instead of downloading the same video twice. A crashed holder's lease simply runs out.
 LEASE = timedelta(minutes=15)
 
 
@@ -37,16 +37,30 @@ class IngestBusy(Exception):
 
 
 def ingest(message: IngestMessage) -> Generation | None:
-    """Bring the generation up to date with the provider; returns it as stored afterwards."""
-    generation = get_generation_store().get(message.generation_id)
+    """Bring the generation up to date with the provider; returns it as stored afterwards.
+
+    Reads the generation and takes its ingest lease in one call; a final one is only announced (if a crash
+    came between its write and its event), and one another worker is ingesting is retried later."""
+    store = get_generation_store()
+    claim = store.claim_ingest(message.generation_id, now=utcnow(), lease=LEASE)
+    generation = claim.generation
     if generation is None:
         logger.warning("ingest for an unknown generation", extra={"generation_id": message.generation_id})
         return None
-    return ingest_generation(generation)
+    if not claim.claimed and not generation.status.is_terminal:
+        raise IngestBusy(f"{generation.id} is being ingested by another worker")
+    result: Generation | None = None
+    try:
+        result = ingest_generation(generation, leased=claim.claimed)
+    finally:
+        if claim.claimed and (result is None or not result.status.is_terminal):
+            store.release_ingest(generation.id)
+    return result
 
 
-def ingest_generation(generation: Generation) -> Generation | None:
-    """`ingest` for a generation the caller has just read (the fallback poller), without reading it again."""
+def ingest_generation(generation: Generation, *, leased: bool = False) -> Generation | None:
+    """`ingest` for a generation the caller has just read (the fallback poller), without reading it again;
+    `leased` when the caller already holds the ingest lease."""
     if generation.status is Status.CANCELED:
         _record_canceled_cost(generation)
         return generation
@@ -56,10 +70,10 @@ def ingest_generation(generation: Generation) -> Generation | None:
     if generation.provider is None or generation.provider_task_id is None:
         return generation  # still queued for submission: nothing to ask the provider yet
     task = _provider(generation).query(generation.provider_task_id)
-    return apply_task(generation, task)
+    return apply_task(generation, task, leased=leased)
 
 
-def apply_task(generation: Generation, task: ProviderTask) -> Generation | None:
+def apply_task(generation: Generation, task: ProviderTask, *, leased: bool = False) -> Generation | None:
     """Record what the provider says; the status only ever moves forward."""
     store = get_generation_store()
     if task.status is Status.FAILED:
@@ -71,7 +85,7 @@ def apply_task(generation: Generation, task: ProviderTask) -> Generation | None:
             actual_cost=_cost(generation, task),
         )
     if task.status is Status.SUCCEEDED:
-        return _store_outputs(generation, task)
+        return _store_outputs(generation, task, leased=leased)
     progress = task.progress
     updated = store.transition(generation.id, task.status, progress=progress)
     if updated is None and progress is not None:
@@ -85,17 +99,22 @@ def apply_task(generation: Generation, task: ProviderTask) -> Generation | None:
     return updated or store.get(generation.id)
 
 
-def _store_outputs(generation: Generation, task: ProviderTask) -> Generation | None:
+def _store_outputs(generation: Generation, task: ProviderTask, *, leased: bool) -> Generation | None:
     store = get_generation_store()
-    if not _take_lease(generation.id):
-        raise IngestBusy(f"{generation.id} is being ingested by another worker")
+    if not leased:  # the fallback poller: one ingest at a time per generation
+        claim = store.claim_ingest(generation.id, now=utcnow(), lease=LEASE)
+        if not claim.claimed:
+            if claim.generation is not None and claim.generation.status.is_terminal:
+                return claim.generation
+            raise IngestBusy(f"{generation.id} is being ingested by another worker")
     try:
         outputs = _download_all(generation, task)
     except NotAnMp4 as exc:
-        _release_lease(generation.id)
+        store.release_ingest(generation.id)
         return lifecycle.fail(generation.id, "invalid_output", f"the provider's file was rejected: {exc}")
     except BaseException:
-        _release_lease(generation.id)
+        if not leased:  # a caller holding the lease releases it itself
+            store.release_ingest(generation.id)
         raise
     if not outputs:
         return lifecycle.fail(
@@ -148,30 +167,6 @@ def _download_all(generation: Generation, task: ProviderTask) -> list[Output]:
 def _download(media: MediaStore, key: str, url: str, *, source: str) -> StoredVideo:
     with open_download(url) as chunks:
         return media.store_video(key, chunks, source=source)
-
-
-def _take_lease(generation_id: str) -> bool:
-    now = utcnow()
-
-    def lease(current: Generation) -> Generation | None:
-        if current.status.is_terminal:
-            return None
-        if current.ingest_lease_until is not None and current.ingest_lease_until > now:
-            return None
-        return current.model_copy(update={"ingest_lease_until": now + LEASE})
-
-    return get_generation_store().update(generation_id, lease) is not None
-
-
-def _release_lease(generation_id: str) -> None:
-    def release(current: Generation) -> Generation | None:
-        return (
-            None
-            if current.ingest_lease_until is None
-            else current.model_copy(update={"ingest_lease_until": None})
-        )
-
-    get_generation_store().update(generation_id, release)
 
 
 def _record_canceled_cost(generation: Generation) -> None:

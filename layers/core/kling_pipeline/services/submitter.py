@@ -1,5 +1,11 @@
 """Submit-queue consumer: generations that waited for provider capacity try again, and the safety net
-every create sends finishes what a crashed or failed create left undone."""
+every create sends (due at the first poll time) finishes what a crashed or failed create left undone and
+starts the fallback state machine for a generation whose callback has not come.
+
+The safety net is what keeps "every accepted generation ends in exactly one final state" without a state
+machine per generation: it is on the queue before the generation is written, and a Lambda that crashes while
+handling it leaves it on the queue, so it comes back until the fallback is started (StartExecution is
+idempotent by name) or the generation is final."""
 
 from __future__ import annotations
 
@@ -16,8 +22,8 @@ __all__ = ["SubmitMessage", "retry_submission"]
 
 def retry_submission(message: SubmitMessage) -> None:
     """Submit again while queued (unless past the deadline); otherwise make sure what the creating process
-    may not have finished is done: the fallback runs for a submitted generation (StartExecution is
-    idempotent by name), and a terminal one is announced."""
+    may not have finished is done: a terminal generation is announced, and one still running by now (its
+    callback is late or lost) gets the fallback, polling at what is left of the first poll wait."""
     generation = get_generation_store().get(message.generation_id)
     if generation is None:
         return
@@ -25,7 +31,9 @@ def retry_submission(message: SubmitMessage) -> None:
         lifecycle.announce(generation)
         return
     if generation.status is not Status.QUEUED:
-        messaging.start_fallback(generation.id, first_wait_s=get_settings().fallback_first_poll_s)
+        waited = (utcnow() - generation.created_at).total_seconds()
+        first_wait = max(1, int(get_settings().fallback_first_poll_s - waited))
+        messaging.start_fallback(generation.id, first_wait_s=first_wait)
         return
     if generation.deadline_at is not None and utcnow() >= generation.deadline_at:
         lifecycle.fail(generation.id, "timeout", "no provider had capacity before the deadline")

@@ -80,7 +80,7 @@ class DocumentStore(Generic[D]):
             if is_condition_failure(exc):
                 raise Conflict(f"{_doc(document).id} already exists") from exc
             raise
-        self._remember(_doc(document).id, document.model_dump_json(), 1)
+        self.remember(_doc(document).id, document.model_dump_json(), 1)
 
     def get(self, document_id: str) -> D | None:
         seen = self._read(document_id)
@@ -117,11 +117,11 @@ class DocumentStore(Generic[D]):
                 if current is None:
                     self._forget(document_id)
                     return None
-                seen = _low_level_doc(current)
-                self._remember(document_id, *seen)
+                seen = low_level_doc(current)
+                self.remember(document_id, *seen)
                 confirmed = True
                 continue
-            self._remember(document_id, changed.model_dump_json(), version + 1)
+            self.remember(document_id, changed.model_dump_json(), version + 1)
             return changed
         raise Conflict(f"{document_id} is changing too often; try again")
 
@@ -193,10 +193,10 @@ class DocumentStore(Generic[D]):
     def remember_item(self, document_id: str, item: Mapping[str, Any]) -> tuple[str, int]:
         """Keep the (doc JSON, version) of an item read by any call (a GetItem, an UpdateItem's ALL_NEW)."""
         seen = str(item["doc"]), int(str(item["version"]))
-        self._remember(document_id, *seen)
+        self.remember(document_id, *seen)
         return seen
 
-    def _remember(self, document_id: str, doc_json: str, version: int) -> None:
+    def remember(self, document_id: str, doc_json: str, version: int) -> None:
         with self._seen_lock:
             self._seen.pop(document_id, None)
             self._seen[document_id] = (doc_json, version)
@@ -227,7 +227,7 @@ def _doc(document: BaseModel) -> Document:
     return document  # type: ignore[return-value]
 
 
-def _low_level_doc(item: Mapping[str, Any]) -> tuple[str, int]:
+def low_level_doc(item: Mapping[str, Any]) -> tuple[str, int]:
     """(doc JSON, version) of an item in DynamoDB's wire format (what a refused condition hands back)."""
     return str(item["doc"]["S"]), int(item["version"]["N"])
 

@@ -2,21 +2,38 @@
 
 Status changes go through `transition`, which applies `Status.can_move_to` inside the compare-and-set,
 so no writer can move a status backwards or record a second outcome.
+
+The ingest lease is a top-level attribute beside the document (`ingest_lease_until`, epoch seconds), not part
+of it: taking it is one conditional UpdateItem that also returns the generation, so an ingest reads and
+claims in a single call, and it never bumps the document's version.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from kling_pipeline.domain.generation import Generation, GenerationPage
-from kling_pipeline.domain.status import Status
+from kling_pipeline.domain.status import TERMINAL, Status
 from kling_pipeline.errors import NotFound
-from kling_pipeline.store.documents import DocumentStore
+from kling_pipeline.store.documents import DocumentStore, is_condition_failure, low_level_doc
 
 _RECEIPT_TTL = timedelta(days=30)
+_LEASE = "ingest_lease_until"
+
+
+@dataclass(frozen=True)
+class IngestClaim:
+    """The generation as stored when the claim was tried (None: no such generation), and whether this
+    process now holds the ingest lease (not when it is final, or another worker holds the lease)."""
+
+    generation: Generation | None
+    claimed: bool
 
 
 class GenerationStore(DocumentStore[Generation]):
@@ -39,6 +56,50 @@ class GenerationStore(DocumentStore[Generation]):
             return generation.model_copy(update={"status": to, **changes})
 
         return self.update(generation_id, mutate)
+
+    def claim_ingest(self, generation_id: str, *, now: datetime, lease: timedelta) -> IngestClaim:
+        """Take the ingest lease of a generation that is not final, reading it in the same call."""
+        terminal = {f":t{i}": status.value for i, status in enumerate(sorted(TERMINAL))}
+        try:
+            item = self._table.update_item(
+                Key=self.key(generation_id),
+                UpdateExpression="SET #lease = :until",
+                ConditionExpression=(
+                    f"attribute_exists(pk) AND NOT #s IN ({', '.join(terminal)}) "
+                    "AND (attribute_not_exists(#lease) OR #lease < :now)"
+                ),
+                ExpressionAttributeNames={"#lease": _LEASE, "#s": "status"},
+                ExpressionAttributeValues={
+                    ":until": int((now + lease).timestamp()),
+                    ":now": int(now.timestamp()),
+                    **terminal,
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )["Attributes"]
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            current: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            if current is None:
+                return IngestClaim(None, claimed=False)
+            doc_json, version = low_level_doc(current)
+            self.remember(generation_id, doc_json, version)
+            return IngestClaim(Generation.model_validate_json(doc_json), claimed=False)
+        doc_json, version = self.remember_item(generation_id, item)
+        return IngestClaim(Generation.model_validate_json(doc_json), claimed=True)
+
+    def release_ingest(self, generation_id: str) -> None:
+        try:
+            self._table.update_item(
+                Key=self.key(generation_id),
+                UpdateExpression="REMOVE #lease",
+                ConditionExpression="attribute_exists(pk)",  # never create an item out of a key
+                ExpressionAttributeNames={"#lease": _LEASE},
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
 
     def list_for_tenant(
         self, tenant_id: str, *, status: Status | None, limit: int, cursor: str | None

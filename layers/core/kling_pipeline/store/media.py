@@ -1,8 +1,9 @@
 """The media bucket: stream provider downloads into S3, presign reads, probe inputs by ranged reads.
 
 Ingest memory is bounded by one multipart part buffer whatever the video size: chunks are hashed and
-verified as they pass and flushed as parts of `PART_SIZE`. Until `complete_multipart_upload` succeeds no
-object exists at the key, and any failure aborts the upload, so a crash never leaves a partial video.
+verified as they pass and flushed as parts of `PART_SIZE`. Until `complete_multipart_upload` (or the one
+`put_object` of a video smaller than a part) succeeds no object exists at the key, and any failure aborts
+the upload, so a crash never leaves a partial video.
 """
 
 from __future__ import annotations
@@ -44,38 +45,50 @@ class MediaStore:
         self.bucket = bucket
 
     def store_video(self, key: str, chunks: Iterable[bytes], *, source: str) -> StoredVideo:
-        """Stream `chunks` to `key` as a verified MP4; raises (leaving nothing at `key`) on any failure."""
-        upload = self._s3.create_multipart_upload(
-            Bucket=self.bucket,
-            Key=key,
-            ContentType="video/mp4",
-            Metadata={"source": source[:1024]},
-        )
-        upload_id = upload["UploadId"]
+        """Stream `chunks` to `key` as a verified MP4; raises (leaving nothing at `key`) on any failure.
+
+        A video smaller than one part is stored with one PutObject (one request, not three); a larger one
+        as a multipart upload started when its first part is full."""
+        digest = hashlib.sha256()
+        verifier = Mp4StreamVerifier()
+        parts: list[CompletedPartTypeDef] = []
+        buffer = bytearray()
+        total = 0
+        upload_id: str | None = None
+        metadata = {"source": source[:1024]}
         try:
-            digest = hashlib.sha256()
-            verifier = Mp4StreamVerifier()
-            parts: list[CompletedPartTypeDef] = []
-            buffer = bytearray()
-            total = 0
             for chunk in chunks:
                 digest.update(chunk)
                 verifier.feed(chunk)
                 total += len(chunk)
                 buffer += chunk
                 while len(buffer) >= PART_SIZE:
+                    if upload_id is None:
+                        upload_id = self._s3.create_multipart_upload(
+                            Bucket=self.bucket, Key=key, ContentType="video/mp4", Metadata=metadata
+                        )["UploadId"]
                     with memoryview(buffer) as view:  # one copy of the part, not two
                         part = bytes(view[:PART_SIZE])
                     parts.append(self._upload_part(key, upload_id, len(parts) + 1, part))
                     del part, buffer[:PART_SIZE]
             summary = verifier.finish()
-            if buffer or not parts:
-                parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(buffer)))
-            self._s3.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-            )
+            if upload_id is None:
+                self._s3.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=bytes(buffer),
+                    ContentType="video/mp4",
+                    Metadata=metadata,
+                )
+            else:
+                if buffer:
+                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(buffer)))
+                self._s3.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
         except BaseException:
-            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            if upload_id is not None:
+                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
         return StoredVideo(self.bucket, key, total, digest.hexdigest(), summary)
 
