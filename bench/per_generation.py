@@ -1,7 +1,8 @@
 """AWS API calls and Step Functions state transitions per generation, callback on time vs. lost.
 
 Runs the local stack in-process (every handler, the real state machine definition), counts each boto3
-call the pipeline makes by service and operation, and reads the fallback execution's history. Run:
+call the pipeline makes by service and operation, times every Lambda invocation, and reads the fallback
+execution's history (when there is one). Run:
 `.venv/bin/python -m bench.per_generation` (results in bench/results/per_generation.json).
 """
 
@@ -15,73 +16,123 @@ from typing import Any
 
 import httpx
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
+from kling_local.stack.lambdas import FunctionRegistry
 from kling_local.stack.runner import LocalStack
 from kling_pipeline.config import get_settings
 
 RESULTS = Path(__file__).parent / "results"
+FIRST_POLL_S = 4
 ENV = {
     "LOCAL_API_KEYS": "bench-key=bench",
-    "FALLBACK_FIRST_POLL_S": "4",
+    "FALLBACK_FIRST_POLL_S": str(FIRST_POLL_S),
     "FALLBACK_MAX_INTERVAL_S": "2",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "POWERTOOLS_METRICS_DISABLED": "true",
 }
 BODY = {"mode": "text-to-video", "prompt": "A lighthouse at dawn", "duration": 5, "provider": "kling"}
+# A five-second 720p video from Kling is a few MB; the simulator pads its MP4 to this size.
+VIDEO_BYTES = 6 * 1024 * 1024
 
 calls: Counter[tuple[str, str]] = Counter()
+durations: list[tuple[str, float, int]] = []
+_bench_clients: set[int] = set()  # the benchmark's own clients: their calls are not the pipeline's
 _original = BaseClient._make_api_call  # type: ignore[attr-defined]
+_original_invoke = FunctionRegistry.invoke
 
 
 def _counting(self: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
-    calls[(self.meta.service_model.service_name, operation_name)] += 1
+    if id(self) not in _bench_clients:
+        calls[(self.meta.service_model.service_name, operation_name)] += 1
     return _original(self, operation_name, api_params)
+
+
+def _timed_invoke(self: FunctionRegistry, ref: str, event: Any) -> Any:
+    started = time.perf_counter()
+    try:
+        return _original_invoke(self, ref, event)
+    finally:
+        spec = self.get(ref)
+        durations.append((spec.logical_id, time.perf_counter() - started, spec.memory_mb))
+
+
+def _bench_client(stack: LocalStack, service: str) -> Any:
+    client = stack.client(service)
+    _bench_clients.add(id(client))
+    return client
 
 
 def measure(
     stack: LocalStack, api: httpx.Client, *, drop_callbacks: bool, generation_s: float
 ) -> dict[str, Any]:
+    """One generation from POST to final state, plus the safety net coming due and settling."""
     assert stack.simulator is not None
     stack.simulator.configure(
-        callback_drop_rate=1.0 if drop_callbacks else 0.0, generation_time_s=generation_s
+        callback_drop_rate=1.0 if drop_callbacks else 0.0,
+        generation_time_s=generation_s,
+        output_pad_to_bytes=VIDEO_BYTES,
     )
+    sfn = _bench_client(stack, "stepfunctions")
+    table = _bench_client(stack, "dynamodb")
+    time.sleep(2)  # let the previous generation's stragglers finish before counting
     calls.clear()
+    durations.clear()
     generation_id = api.post("/v1/generations", json=BODY).json()["id"]
-    sfn = stack.client("stepfunctions")
-    arn = str(get_settings().state_machine_arn).replace(":stateMachine:", ":execution:") + f":{generation_id}"
-    deadline = time.monotonic() + 60
+    key = {"pk": {"S": f"GEN#{generation_id}"}, "sk": {"S": "GEN"}}
+    table_name = get_settings().generations_table
+    deadline = time.monotonic() + 90
+    item: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
+        item = table.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item", {})
+        doc = json.loads(item["doc"]["S"]) if item else {}
+        if doc.get("announced"):
+            break
+        time.sleep(0.25)
+    # The safety net comes due at the first poll time; give it (and a fallback it starts) time to settle.
+    time.sleep(FIRST_POLL_S + 3)
+    arn = str(get_settings().state_machine_arn).replace(":stateMachine:", ":execution:") + f":{generation_id}"
+    history: list[dict[str, Any]] = []
+    for _ in range(60):
+        try:
+            execution = sfn.describe_execution(executionArn=arn)
+        except ClientError:
+            break  # never started: the callback finished the generation first
+        if execution["status"] != "RUNNING":
+            history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
             break
         time.sleep(0.5)
     time.sleep(1.5)  # let queue consumers settle (deleting messages is part of the cost)
-    status = api.get(f"/v1/generations/{generation_id}").json()["status"]
-    ours = Counter({key: count for key, count in calls.items() if not _is_measurement(key)})
-    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    pipeline = Counter({key: count for key, count in calls.items() if not _is_measurement(key)})
+    status = api.get(f"/v1/generations/{generation_id}").json()["status"]  # a client reading the result
+    client_read = Counter({key: count for key, count in calls.items() if not _is_measurement(key)}) - pipeline
     by_service: Counter[str] = Counter()
-    for (service, _), count in ours.items():
+    for (service, _), count in pipeline.items():
         by_service[service] += count
     return {
         "status": status,
         "state_transitions": sum(1 for event in history if event["type"].endswith("StateEntered")),
-        "aws_calls_total": sum(ours.values()),
+        "aws_calls_total": sum(pipeline.values()),
         "aws_calls_by_service": dict(sorted(by_service.items())),
-        "aws_calls_by_operation": {f"{s}.{o}": n for (s, o), n in sorted(ours.items())},
+        "aws_calls_by_operation": {f"{s}.{o}": n for (s, o), n in sorted(pipeline.items())},
+        "client_status_read_calls": {f"{s}.{o}": n for (s, o), n in sorted(client_read.items())},
+        "lambda_invocations": [
+            {"function": function, "ms": round(seconds * 1000, 1), "memory_mb": memory}
+            for function, seconds, memory in durations
+        ],
+        "generation_item_bytes": sum(len(name) + len(json.dumps(value)) for name, value in item.items()),
     }
 
 
 def _is_measurement(key: tuple[str, str]) -> bool:
-    """Not the pipeline's cost: the benchmark's own polling, and the idle long-polls of the local queue
-    consumers (in AWS, Lambda's event source mappings poll whether or not anything is generated)."""
-    return key in {
-        ("stepfunctions", "DescribeExecution"),
-        ("stepfunctions", "GetExecutionHistory"),
-        ("sqs", "ReceiveMessage"),
-    }
+    """Not the pipeline's cost: the idle long-polls of the local queue consumers (in AWS, Lambda's event
+    source mappings poll whether or not anything is generated)."""
+    return key == ("sqs", "ReceiveMessage")
 
 
 def main() -> dict[str, Any]:
     BaseClient._make_api_call = _counting  # type: ignore[attr-defined]
+    FunctionRegistry.invoke = _timed_invoke  # type: ignore[method-assign]
     stack = LocalStack(env_overrides=ENV)
     try:
         with (
@@ -90,16 +141,20 @@ def main() -> dict[str, Any]:
         ):
             return {
                 "benchmark": "per_generation",
-                "note": "steady state after one warm-up generation; local stack, provider pinned to kling; "
-                "idle sqs.ReceiveMessage long-polls excluded; sqs.DeleteMessage: the event source mappings'",
+                "note": "steady state after one warm-up generation; local stack, provider pinned to kling, "
+                f"video padded to {VIDEO_BYTES} bytes; counted from the POST until the safety net has come "
+                "due and settled; idle sqs.ReceiveMessage long-polls excluded; sqs.DeleteMessageBatch: the "
+                "event source mappings'; the client's one GET of the result is listed apart",
+                "video_bytes": VIDEO_BYTES,
                 "warm_up": measure(stack, api, drop_callbacks=False, generation_s=1.0)["status"],
                 # The provider finishes at 1 s, the first poll is at 4 s: the callback wins.
                 "callback_on_time": measure(stack, api, drop_callbacks=False, generation_s=1.0),
-                # No callback; the provider finishes at 7 s: polls at 4, 6 and 8 s, the last one ingests.
+                # No callback; the provider finishes at 7 s: the fallback starts at 4 s and polls to the end.
                 "callback_lost": measure(stack, api, drop_callbacks=True, generation_s=7.0),
             }
     finally:
         BaseClient._make_api_call = _original  # type: ignore[attr-defined]
+        FunctionRegistry.invoke = _original_invoke  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """boto3 clients, created on first use and cached (cold starts stay short; tests need no import-time env).
 
-`AWS_ENDPOINT_URL` (honoured by boto3 itself) points every client at the local stack's moto server.
+All from one session, so botocore loads its endpoint and model data once, not once per client (a session
+is not thread-safe: clients are created under a lock; the clients themselves are). `AWS_ENDPOINT_URL`
+(honoured by boto3 itself) points every client at the local stack's moto server.
 """
 
 from __future__ import annotations
 
+import threading
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
@@ -23,37 +26,51 @@ if TYPE_CHECKING:
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 
 
+_LOCK = threading.Lock()
+
+
 def _region() -> str:
     return get_settings().aws_region
 
 
 @cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+def _client(service: Any) -> Any:
+    with _LOCK:
+        return _session().client(service, region_name=_region(), config=_CONFIG)
+
+
+@cache
 def s3() -> S3Client:
-    return boto3.session.Session().client("s3", region_name=_region(), config=_CONFIG)
+    return cast("S3Client", _client("s3"))
 
 
 @cache
 def sqs() -> SQSClient:
-    return boto3.session.Session().client("sqs", region_name=_region(), config=_CONFIG)
+    return cast("SQSClient", _client("sqs"))
 
 
 @cache
 def stepfunctions() -> SFNClient:
-    return boto3.session.Session().client("stepfunctions", region_name=_region(), config=_CONFIG)
+    return cast("SFNClient", _client("stepfunctions"))
 
 
 @cache
 def events() -> EventBridgeClient:
-    return boto3.session.Session().client("events", region_name=_region(), config=_CONFIG)
+    return cast("EventBridgeClient", _client("events"))
 
 
 @cache
 def generations_table() -> Table:
-    resource = boto3.session.Session().resource("dynamodb", region_name=_region(), config=_CONFIG)
+    with _LOCK:
+        resource = _session().resource("dynamodb", region_name=_region(), config=_CONFIG)
     return resource.Table(get_settings().generations_table)
 
 
 def reset_clients() -> None:
     """Drop cached clients (the local stack and tests change endpoints between runs)."""
-    for factory in (s3, sqs, stepfunctions, events, generations_table):
+    for factory in (_session, s3, sqs, stepfunctions, events, generations_table):
         factory.cache_clear()

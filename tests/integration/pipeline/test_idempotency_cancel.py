@@ -101,7 +101,7 @@ def test_cancel_before_submit_never_reaches_the_provider(
     assert api.get(f"/v1/generations/{created['id']}").json()["status"] == "canceled"
 
 
-def test_cancel_after_submit_cancels_at_evolink_and_stops_the_fallback(
+def test_cancel_after_submit_cancels_at_evolink_and_no_fallback_ever_runs(
     stack: LocalStack, sim: Any, api: httpx.Client
 ) -> None:
     created = api.post(
@@ -111,12 +111,14 @@ def test_cancel_after_submit_cancels_at_evolink_and_stops_the_fallback(
     canceled = api.post(f"/v1/generations/{created['id']}/cancel").json()
     assert canceled["status"] == "canceled"
     assert any(r["path"] == f"/v1/tasks/{task_id}/cancel" for r in sim.requests("evolink"))
+    # The safety net comes due at the first poll time (2 s here) and finds the generation final: the
+    # fallback state machine, started only for late callbacks, never runs for it.
     sfn = boto3.client("stepfunctions", endpoint_url=stack.aws_endpoint_url, region_name=stack.region)
-    execution_arn = (
-        get_settings().state_machine_arn.replace(":stateMachine:", ":execution:") + f":{created['id']}"
-    )
-    wait_for(lambda: sfn.describe_execution(executionArn=execution_arn)["status"] != "RUNNING", timeout=20)
-    assert sfn.describe_execution(executionArn=execution_arn)["status"] == "ABORTED"
+    machine = get_settings().state_machine_arn
+    time.sleep(4)
+    names = [e["name"] for e in sfn.list_executions(stateMachineArn=machine, maxResults=1000)["executions"]]
+    assert created["id"] not in names
+    assert api.get(f"/v1/generations/{created['id']}").json()["status"] == "canceled"
 
 
 def test_a_late_result_after_cancel_is_ignored_but_its_cost_is_kept(

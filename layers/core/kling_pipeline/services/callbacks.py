@@ -18,9 +18,9 @@ from kling_pipeline import messaging
 from kling_pipeline.config import get_settings
 from kling_pipeline.domain.generation import utcnow
 from kling_pipeline.errors import NotFound, Unauthorized
+from kling_pipeline.messages import IngestMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import ProviderName
-from kling_pipeline.services.ingest import IngestMessage
 from kling_pipeline.services.tokens import verify_callback_token
 from kling_pipeline.store.generations import get_generation_store
 

@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel
 
 from kling_pipeline import messaging
 from kling_pipeline.config import get_settings
@@ -26,6 +25,7 @@ from kling_pipeline.domain.request import GenerationRequest, parse_generation_re
 from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import Conflict, InvalidInput, NoProviderAvailable, ProviderError
 from kling_pipeline.ids import new_generation_id
+from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import ProviderName, ProviderTask
 from kling_pipeline.providers.registry import get_providers, get_router
@@ -36,10 +36,6 @@ from kling_pipeline.services.inputs import check_s3_inputs, with_presigned_input
 from kling_pipeline.services.tokens import callback_token
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.media import get_media_store
-
-
-class SubmitMessage(BaseModel):
-    generation_id: str
 
 
 def validated_request(body: Mapping[str, Any], *, tenant_id: str) -> GenerationRequest:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel
 
 from kling_pipeline.domain.generation import Cost, Generation, Output, utcnow
 from kling_pipeline.domain.media import NotAnMp4
 from kling_pipeline.domain.status import Status
+from kling_pipeline.messages import IngestMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import Provider, ProviderName, ProviderTask
 from kling_pipeline.providers.registry import get_providers
@@ -26,10 +26,7 @@ from kling_pipeline.store.media import MediaStore, StoredVideo, get_media_store
 # is retried later instead of downloading the same video twice. A crashed holder's lease simply runs out.
 LEASE = timedelta(minutes=15)
 
-
-class IngestMessage(BaseModel):
-    generation_id: str
-    reason: str = "callback"
+__all__ = ["IngestBusy", "IngestMessage", "apply_task", "ingest", "ingest_generation"]
 
 
 class IngestBusy(Exception):

@@ -13,8 +13,9 @@ from kling_pipeline import messaging
 from kling_pipeline.config import get_settings
 from kling_pipeline.domain.generation import utcnow
 from kling_pipeline.domain.status import Status
+from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.services import lifecycle
-from kling_pipeline.services.generations import SubmitMessage, submit
+from kling_pipeline.services.generations import submit
 from kling_pipeline.store.generations import get_generation_store
 
 __all__ = ["SubmitMessage", "retry_submission"]
