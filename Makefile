@@ -44,9 +44,13 @@ local: venv
 simulate: venv
 	$(BIN)/kling-pipeline simulate --port 9100
 
+# Benchmarks (not part of `make test`): results in bench/results/, the table in bench/README.md.
 bench: venv
-	$(BIN)/python -m bench.ingest_memory
+	$(BIN)/python -m bench.cold_import
 	$(BIN)/python -m bench.per_generation
+	$(BIN)/python -m bench.cost
+	$(BIN)/python -m bench.ingest_memory
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .local out .aws-sam .mypy_cache .ruff_cache .pytest_cache

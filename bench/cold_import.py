@@ -23,6 +23,7 @@ import argparse
 import compileall
 import json
 import os
+import py_compile
 import shutil
 import statistics
 import subprocess
@@ -93,7 +94,7 @@ def build(deps: Path) -> dict[str, Path]:
                 root,
                 quiet=1,
                 workers=0,
-                invalidation_mode=compileall.py_compile.PycInvalidationMode.UNCHECKED_HASH,  # type: ignore[attr-defined]
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
             )
         roots[variant] = root
     return roots

@@ -5,6 +5,9 @@ S3 server, and the ingest worker (this file with `--worker`), which runs `open_d
 `MediaStore.store_video` exactly as the ingest Lambda does. The worker reports its peak RSS against the
 RSS it had with everything imported and its clients built (its floor), sampled every 5 ms while the ingest
 runs, plus the peak of Python allocations (tracemalloc), so the difference is what the download costs.
+The baseline, in the same run: the same bytes, downloaded to local disk first, uploaded by boto3's own
+`upload_file` (its default TransferConfig) to the same moto server, in a process built the same way; the
+ingest's time is reported as a ratio to it.
 Run: `make bench` (or `.venv/bin/python -m bench.ingest_memory`).
 """
 
@@ -17,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -105,6 +109,31 @@ def worker(url: str, key: str) -> dict[str, Any]:
     }
 
 
+def baseline(path: str, key: str) -> dict[str, Any]:
+    """moto's own S3 upload path for the same bytes, from disk: boto3's `upload_file` (its default
+    TransferConfig: 8 MiB multipart, 10 threads) in a process built like the worker."""
+    from kling_pipeline.aws import s3
+
+    client = s3()
+    client.head_bucket(Bucket=BUCKET)  # build the client and its connection before timing
+    started = time.perf_counter()
+    client.upload_file(path, BUCKET, key)
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 3)}
+
+
+def _run_worker(env: dict[str, str], *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.ingest_memory", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _provider_video(sim_url: str, size: int) -> str:
     """A finished task at the simulated kling3api whose video is padded to `size` bytes."""
     httpx.put(
@@ -122,11 +151,13 @@ def _provider_video(sim_url: str, size: int) -> str:
     raise RuntimeError("the simulator did not finish the task")
 
 
-def _sha256_of(url: str) -> str:
+def _download_to(url: str, path: str) -> str:
+    """The provider's file on local disk (the baseline's input); its SHA-256."""
     digest = hashlib.sha256()
-    with httpx.stream("GET", url, timeout=60) as response:
+    with httpx.stream("GET", url, timeout=120) as response, open(path, "wb") as out:
         for chunk in response.iter_bytes(MIB):
             digest.update(chunk)
+            out.write(chunk)
     return digest.hexdigest()
 
 
@@ -173,24 +204,31 @@ def main(sizes_mib: list[int]) -> dict[str, Any]:
         for size in sizes_mib:
             url = _provider_video(sim_url, size * MIB)
             key = f"outputs/bench/video-{size}mib.mp4"
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.ingest_memory", "--worker", url, key],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            run = json.loads(out.stdout.strip().splitlines()[-1])
+            with tempfile.NamedTemporaryFile(suffix=".mp4") as local:
+                provider_sha256 = _download_to(url, local.name)
+                base = _run_worker(env, "--baseline", local.name, f"baseline/video-{size}mib.mp4")
+                run = _run_worker(env, "--worker", url, key)
             stored = hashlib.sha256(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()).hexdigest()
-            run.update(size_mib=size, sha256_matches_provider=run["sha256"] == _sha256_of(url) == stored)
+            run.update(
+                size_mib=size,
+                sha256_matches_provider=run["sha256"] == provider_sha256 == stored,
+                baseline_upload_file_seconds=base["seconds"],
+                ratio_to_upload_file=round(run["seconds"] / base["seconds"], 2),
+            )
             runs.append(run)
             print(json.dumps(run), flush=True)
     finally:
         for process in processes:
             process.terminate()
             process.wait(timeout=10)
+    by_size = {run["size_mib"]: run for run in runs}
     return {
         "benchmark": "ingest_memory",
+        "rss_added_growth_mib": round(
+            by_size[max(by_size)]["rss_added_mib"] - by_size[min(by_size)]["rss_added_mib"], 1
+        )
+        if len(by_size) > 1
+        else None,
         "python": sys.version.split()[0],
         "part_size_mib": 8,
         "download_chunk_mib": 1,
@@ -201,10 +239,13 @@ def main(sizes_mib: list[int]) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--worker", nargs=2, metavar=("URL", "KEY"))
-    parser.add_argument("--sizes", default="50,200", help="MiB, comma separated")
+    parser.add_argument("--baseline", nargs=2, metavar=("PATH", "KEY"))
+    parser.add_argument("--sizes", default="64,512", help="MiB, comma separated")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
+    elif args.baseline:
+        print(json.dumps(baseline(*args.baseline)))
     else:
         result = main([int(size) for size in args.sizes.split(",")])
         RESULTS.mkdir(exist_ok=True)

@@ -1,15 +1,17 @@
 """The media bucket: stream provider downloads into S3, presign reads, probe inputs by ranged reads.
 
-Ingest memory is bounded by one multipart part buffer whatever the video size: chunks are hashed and
-verified as they pass and flushed as parts of `PART_SIZE`. Until `complete_multipart_upload` (or the one
-`put_object` of a video smaller than a part) succeeds no object exists at the key, and any failure aborts
-the upload, so a crash never leaves a partial video.
+Ingest memory is bounded by a few multipart parts whatever the video size: chunks are hashed and
+verified as they pass and flushed as parts of `PART_SIZE`, a few uploading while the download goes on.
+Until `complete_multipart_upload` (or the one `put_object` of a video smaller than a part) succeeds no
+object exists at the key, and any failure aborts the upload, so a crash never leaves a partial video.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 PART_SIZE = 8 * 1024 * 1024  # S3's minimum is 5 MiB; 8 MiB keeps part count low for 200 MiB videos
+PARTS_IN_FLIGHT = 3  # parts uploading while the download goes on: ≤ 3 x 8 MiB held, whatever the size
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,14 @@ class MediaStore:
         """Stream `chunks` to `key` as a verified MP4; raises (leaving nothing at `key`) on any failure.
 
         A video smaller than one part is stored with one PutObject (one request, not three); a larger one
-        as a multipart upload started when its first part is full."""
+        as a multipart upload started when its first part is full, with up to `PARTS_IN_FLIGHT` parts
+        uploading while the download goes on."""
         digest = hashlib.sha256()
         verifier = Mp4StreamVerifier()
-        parts: list[CompletedPartTypeDef] = []
         buffer = bytearray()
         total = 0
-        upload_id: str | None = None
         metadata = {"source": source[:1024]}
+        upload: _PartUploads | None = None
         try:
             for chunk in chunks:
                 digest.update(chunk)
@@ -63,16 +66,16 @@ class MediaStore:
                 total += len(chunk)
                 buffer += chunk
                 while len(buffer) >= PART_SIZE:
-                    if upload_id is None:
+                    if upload is None:
                         upload_id = self._s3.create_multipart_upload(
                             Bucket=self.bucket, Key=key, ContentType="video/mp4", Metadata=metadata
                         )["UploadId"]
+                        upload = _PartUploads(self._s3, self.bucket, key, upload_id)
                     with memoryview(buffer) as view:  # one copy of the part, not two
-                        part = bytes(view[:PART_SIZE])
-                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, part))
-                    del part, buffer[:PART_SIZE]
+                        upload.add(bytes(view[:PART_SIZE]))
+                    del buffer[:PART_SIZE]
             summary = verifier.finish()
-            if upload_id is None:
+            if upload is None:
                 self._s3.put_object(
                     Bucket=self.bucket,
                     Key=key,
@@ -82,21 +85,13 @@ class MediaStore:
                 )
             else:
                 if buffer:
-                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(buffer)))
-                self._s3.complete_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-                )
+                    upload.add(bytes(buffer))
+                upload.complete()
         except BaseException:
-            if upload_id is not None:
-                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            if upload is not None:
+                upload.abort()
             raise
         return StoredVideo(self.bucket, key, total, digest.hexdigest(), summary)
-
-    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> CompletedPartTypeDef:
-        response = self._s3.upload_part(
-            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
-        )
-        return {"ETag": response["ETag"], "PartNumber": number}
 
     def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
         return self._s3.generate_presigned_url(
@@ -112,6 +107,44 @@ class MediaStore:
                 field, f"s3://{bucket}/{key} does not exist or is not readable"
             ) from exc
         return S3RangeReader(self._s3, bucket, key, int(head["ContentLength"]))
+
+
+class _PartUploads:
+    """The parts of one multipart upload, sent by a few threads while the caller keeps reading: at most
+    `PARTS_IN_FLIGHT` parts are held in memory, so memory stays flat whatever the video's size."""
+
+    def __init__(self, client: S3Client, bucket: str, key: str, upload_id: str) -> None:
+        self._s3, self._bucket, self._key, self._upload_id = client, bucket, key, upload_id
+        self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        self._pending: deque[Future[CompletedPartTypeDef]] = deque()
+        self._done: list[CompletedPartTypeDef] = []
+
+    def add(self, body: bytes) -> None:
+        if len(self._pending) >= PARTS_IN_FLIGHT:
+            self._done.append(self._pending.popleft().result())  # raises the part's failure here
+        number = len(self._done) + len(self._pending) + 1
+        self._pending.append(self._pool.submit(self._upload, number, body))
+
+    def _upload(self, number: int, body: bytes) -> CompletedPartTypeDef:
+        response = self._s3.upload_part(
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
+        )
+        return {"ETag": response["ETag"], "PartNumber": number}
+
+    def complete(self) -> None:
+        while self._pending:
+            self._done.append(self._pending.popleft().result())
+        self._pool.shutdown()
+        self._s3.complete_multipart_upload(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._done},
+        )
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
 
 
 class S3RangeReader:
