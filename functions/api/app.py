@@ -6,7 +6,6 @@ lives in `kling_pipeline.routes` (thin) and `kling_pipeline.services`, shared by
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -15,8 +14,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kling_pipeline.api_errors import ensure_body_size, register_error_handlers
-from kling_pipeline.domain.validation import invalid_input
-from kling_pipeline.errors import FieldIssue
+from kling_pipeline.domain.validation import JsonTooDeep, invalid_input, load_json
+from kling_pipeline.errors import FieldIssue, InvalidJson
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.routes import elements, generations, tenant, webhooks
 from kling_pipeline.routes.contract import openapi_document
@@ -32,7 +31,10 @@ def _parse_json(raw: str) -> dict[str, Any]:
     413 before anything parses it, and a body that is JSON but not an object is refused here, because
     Powertools would otherwise validate the first item of an array as if it were the body."""
     ensure_body_size(len(raw.encode()))
-    body = json.loads(raw)
+    try:
+        body = load_json(raw)
+    except JsonTooDeep as exc:
+        raise InvalidJson(f"request body {exc}") from None
     if not isinstance(body, dict):
         raise invalid_input([FieldIssue("body", "must be a JSON object")])
     return body

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import struct
 import time
+import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -580,3 +581,60 @@ def test_media_body_keeps_the_callers_fields_and_fills_the_rest(monkeypatch: pyt
     assert video["mode"] == "video-edit"
     assert video["prompt"] == "Keep it as it is, but sharper"
     assert "duration" not in video
+
+
+# ---- bad input never crashes the trigger (issue 11, item 11) -----------------------------------------------
+
+
+def test_a_deeply_nested_sidecar_gets_an_error_file_not_a_dead_letter(
+    env: Env, deliver: Callable[..., dict[str, Any]], image_sample: dict[str, Any]
+) -> None:
+    env.put("uploads/deep.json", '{"metadata": ' + "[" * 100_000 + "]" * 100_000 + "}")
+
+    response = deliver(env.notification(env.put("uploads/deep.png", png(640, 480)), image_sample))
+
+    assert response == {"batchItemFailures": []}
+    error = env.json_at("uploads/deep.png.error.json")
+    assert error is not None
+    assert error["error"]["details"] == [
+        {"field": "sidecar uploads/deep.json", "issue": "is nested more than 32 levels deep"}
+    ]
+    assert env.create.calls == []
+
+
+def test_a_deeply_nested_job_line_is_that_lines_error(
+    env: Env, deliver: Callable[..., dict[str, Any]], image_sample: dict[str, Any]
+) -> None:
+    body = "\n".join(["[" * 50_000 + "]" * 50_000, json.dumps({"mode": "text-to-video", "prompt": "Fine"})])
+
+    response = deliver(env.notification(env.put("uploads/deep.jsonl", body), image_sample))
+
+    assert response == {"batchItemFailures": []}
+    result = env.json_at("uploads/deep.jsonl.generation.json")
+    assert result is not None
+    assert result["generations"][0]["error"]["details"] == [
+        {"field": "line 1", "issue": "is nested more than 32 levels deep"}
+    ]
+    assert len(env.create.calls) == 1
+
+
+def test_a_job_file_of_too_many_lines_is_refused_at_line_1001_in_bounded_memory(
+    env: Env, deliver: Callable[..., dict[str, Any]], image_sample: dict[str, Any]
+) -> None:
+    # Given a 5 MiB job file of tiny lines (1.7 M of them; split whole, that was ~360 MiB of str objects)
+    body = b"{}\n" * (5 * 1024 * 1024 // 3)
+    notification = env.notification(env.put("uploads/many.jsonl", body), image_sample)
+    del body
+
+    tracemalloc.start()
+    try:
+        deliver(notification)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    error = env.json_at("uploads/many.jsonl.error.json")
+    assert error is not None
+    assert error["error"]["details"][0]["issue"] == "at most 1000 jobs per file; line 1001 is one too many"
+    assert env.create.calls == []
+    assert peak < 40 * 1024 * 1024

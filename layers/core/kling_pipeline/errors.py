@@ -40,6 +40,13 @@ class InvalidInput(PipelineError):
         return cls(f"{field_name}: {issue}", [FieldIssue(field_name, issue)])
 
 
+class InvalidJson(PipelineError):
+    """The body is not JSON we parse (malformed, or nested deeper than any request of ours)."""
+
+    code = "invalid_json"
+    status_code = 400
+
+
 class NotFound(PipelineError):
     code = "not_found"
     status_code = 404

@@ -154,7 +154,8 @@ def test_callbacks_with_a_wrong_or_missing_token_are_rejected_and_change_nothing
     before = api.get(f"/v1/generations/{generation_id}").json()
     path = f"{stack.api_url}/v1/callbacks/kling/{generation_id}"
     claim = {"task_id": before["provider_task_id"], "task_status": "succeed"}
-    for params in ({}, {"token": "forged"}, {"token": callback_token("gen_someone_else")}):
+    wrong = (callback_token("gen_someone_else", "kling"), callback_token(generation_id, "evolink"))
+    for params in ({}, {"token": "forged"}, *({"token": token} for token in wrong)):
         answer = httpx.post(path, params=params, json=claim)
         assert answer.status_code == 401
         assert answer.json()["error"]["code"] == "unauthorized"
@@ -200,7 +201,7 @@ def test_a_lying_callback_makes_the_pipeline_ask_the_provider_and_download_nothi
     }
     answer = httpx.post(
         f"{stack.api_url}/v1/callbacks/kling/{generation_id}",
-        params={"token": callback_token(generation_id)},
+        params={"token": callback_token(generation_id, "kling")},
         json=lie,
     )
     assert answer.status_code == 200

@@ -132,7 +132,7 @@ MODEL_CAPABILITIES: dict[Model, ModelCapabilities] = {
 
 
 def _check_url(url: str, extensions: frozenset[str]) -> str:
-    issue = media_url_issue(url, extensions)
+    issue = media_url_issue(url, extensions, allow_http_loopback=allow_http_loopback())
     if issue:
         raise ValueError(issue)
     return url
@@ -196,6 +196,13 @@ class Shot(BaseModel):
         if not value.strip():
             raise ValueError("must not be empty: every shot needs its own prompt")
         return value
+
+
+def allow_http_loopback() -> bool:
+    """The local stack's switch (`LOCAL_ALLOW_HTTP_LOOPBACK=1`): inputs may be served from loopback."""
+    from kling_pipeline.config import get_settings
+
+    return get_settings().local_allow_http_loopback
 
 
 def allow_private_webhooks() -> bool:

@@ -17,11 +17,12 @@ name can still change, which is why `netguard` checks the resolved addresses aga
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -33,6 +34,9 @@ VIDEO_EXTENSIONS = frozenset({"mp4", "mov"})
 MEDIA_URL_MAX_CHARS = 4096  # presigned S3 URLs with session tokens run past 2,000 characters
 WEBHOOK_URL_MAX_CHARS = 2048
 
+# No request of ours nests more than a few levels; the parsers recurse, so depth is bounded before use.
+MAX_JSON_DEPTH = 32
+
 # A last path segment that looks like "name.ext"; segments such as "v1.2" (1-char suffix) are not files.
 _EXTENSION = re.compile(r"\.([A-Za-z0-9]{2,5})$")
 # S3 bucket naming rules (3-63 chars, lowercase letters, digits, dots and hyphens, alphanumeric ends).
@@ -40,7 +44,15 @@ _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # Names that never point at a public receiver; the suffixes cover mDNS, split-horizon and cloud-internal DNS.
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 _LOCAL_SUFFIXES = (".localhost", ".local", ".localdomain", ".internal", ".home.arpa", ".lan", ".intranet")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # translates to the embedded IPv4 address
+# IPv6 forms whose last 32 bits are an IPv4 address that some stack will reach: IPv4-compatible (::a.b.c.d),
+# IPv4-translated (::ffff:0:a.b.c.d) and the well-known NAT64 prefix; judged by the embedded address.
+_EMBEDS_IPV4 = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+)
+# The local-use NAT64 prefix (RFC 8215) translates into the operator's own network: never public.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 _METADATA_NAMES = frozenset(
     {"metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal"}
 )
@@ -168,18 +180,50 @@ def invalid_input(issues: Sequence[FieldIssue]) -> InvalidInput:
     return InvalidInput(f"invalid request: {first.field}: {first.issue}{more}", list(issues))
 
 
+class JsonTooDeep(ValueError):
+    """JSON nested deeper than `MAX_JSON_DEPTH`: refused as bad input, never a crash (RecursionError)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"is nested more than {MAX_JSON_DEPTH} levels deep")
+
+
+def load_json(raw: str | bytes) -> Any:
+    """`json.loads` for text from outside (API bodies, sidecars, job lines): malformed text raises
+    ValueError as usual, and nesting past `MAX_JSON_DEPTH` raises `JsonTooDeep`, checked without
+    recursion, so neither the parser nor the validators downstream can overflow the stack."""
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise JsonTooDeep from None
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_JSON_DEPTH:
+                    raise JsonTooDeep
+                pending.append((child, depth + 1))
+    return value
+
+
 def url_extension(path: str) -> str | None:
     """The lowercase file extension of a URL path's last segment, or None when it has none."""
     match = _EXTENSION.search(path.rsplit("/", 1)[-1])
     return match.group(1).lower() if match else None
 
 
-def media_url_issue(url: str, allowed_extensions: frozenset[str]) -> str | None:
+def media_url_issue(
+    url: str, allowed_extensions: frozenset[str], *, allow_http_loopback: bool = False
+) -> str | None:
     """Why `url` cannot be a media input (None when it can).
 
-    Accepts `https://host/...` (handed to providers as is) and `s3://bucket/key` (presigned for them).
-    The extension is checked only when the URL shows one: many CDNs serve images from extension-less
-    paths, and the bytes are checked where the pipeline can see them (DESIGN.md §5 rules 5 and 8).
+    Accepts `https://` to a public host (probed, then handed to providers as is) and `s3://bucket/key`
+    (presigned for them). The host rules are the webhooks' (no literal private address, no local name, no
+    credentials): the pipeline itself fetches the headers, so an internal host must never get this far.
+    `allow_http_loopback` (the local stack's LOCAL_ALLOW_HTTP_LOOPBACK) also admits http(s) to loopback,
+    so a developer can serve inputs from a local web server. The extension is checked only when the URL
+    shows one: many CDNs serve images from extension-less paths, and the bytes are checked anyway.
     """
     if len(url) > MEDIA_URL_MAX_CHARS:
         return f"must be at most {MEDIA_URL_MAX_CHARS} characters, got {len(url)}"
@@ -190,9 +234,14 @@ def media_url_issue(url: str, allowed_extensions: frozenset[str]) -> str | None:
         if not _S3_BUCKET.match(parts.netloc) or not key:
             return f"must be a well-formed s3://bucket/key URL, got {url!r}"
         path = key
-    elif scheme == "https":
+    elif scheme in ("https", "http"):
         if not parts.hostname:
             return f"must be an https:// URL with a host name, got {url!r}"
+        loopback = allow_http_loopback and is_loopback_host(parts.hostname)
+        if scheme == "http" and not loopback:
+            return "must be an https:// or s3://bucket/key URL, got http://"
+        if not loopback and (issue := public_host_issue(parts)) is not None:
+            return issue
         path = parts.path
     else:
         return f"must be an https:// or s3://bucket/key URL, got {_scheme_of(scheme, url)}"
@@ -200,6 +249,33 @@ def media_url_issue(url: str, allowed_extensions: frozenset[str]) -> str | None:
     if extension is not None and extension not in allowed_extensions:
         *others, last = [f".{ext}" for ext in sorted(allowed_extensions)]
         return f"must point to a {', '.join(others)} or {last} file, got .{extension}"
+    return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a literal loopback address (127.0.0.0/8, ::1), as the local stack serves them."""
+    ip = parse_ip_literal(host)
+    return ip.is_loopback if ip is not None else host.rstrip(".").lower() in _LOCAL_NAMES
+
+
+def public_host_issue(parts: SplitResult) -> str | None:
+    """Why the host of `parts` is not a public receiver (None when it may be): credentials in the URL, a
+    bad port, a literal private/loopback/link-local/reserved address or an obviously local name. Pure
+    string checks; `netguard` checks the resolved addresses again when we connect."""
+    host = parts.hostname or ""
+    if parts.username is not None or parts.password is not None:
+        return "must not contain credentials (user:password@)"
+    try:
+        _ = parts.port
+    except ValueError:
+        return "has an invalid port"
+    ip = parse_ip_literal(host)
+    if ip is not None:
+        if is_forbidden_ip(ip):
+            return f"must be a public address; {host} is private, loopback, link-local or reserved"
+        return None
+    if is_local_name(host):
+        return f"must be a public, fully qualified host name, got {host!r}"
     return None
 
 
@@ -225,8 +301,10 @@ def is_forbidden_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     cloud metadata address 169.254.169.254, reserved, multicast, CGNAT, unspecified); IPv6 forms that
     embed an IPv4 address are judged by that address."""
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:
+            return True
         embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
+        if embedded is None and any(ip in network for network in _EMBEDS_IPV4):
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
             return is_forbidden_ip(embedded)
@@ -255,22 +333,14 @@ def webhook_url_issue(url: str, *, allow_private: bool = False) -> str | None:
     schemes = ("https", "http") if allow_private else ("https",)
     if scheme not in schemes:
         return f"must be an https:// URL, got {_scheme_of(scheme, url)}"
-    host = parts.hostname
-    if not host:
+    if not parts.hostname:
         return "must include a host name"
     if parts.username is not None or parts.password is not None:
         return "must not contain credentials (user:password@); sign-in is done with the webhook signature"
-    try:
-        _ = parts.port
-    except ValueError:
-        return "has an invalid port"
     if allow_private:
+        try:
+            _ = parts.port
+        except ValueError:
+            return "has an invalid port"
         return None
-    ip = parse_ip_literal(host)
-    if ip is not None:
-        if is_forbidden_ip(ip):
-            return f"must be a public address; {host} is private, loopback, link-local or reserved"
-        return None
-    if is_local_name(host):
-        return f"must be a public, fully qualified host name, got {host!r}"
-    return None
+    return public_host_issue(parts)

@@ -32,7 +32,7 @@ _PROGRESS_ONLY = {ProviderName.KLING.value: frozenset({"submitted", "processing"
 def accept_callback(provider: str, generation_id: str, token: str | None, body: bytes) -> None:
     if provider not in {name.value for name in ProviderName}:
         raise NotFound(f"unknown provider {provider!r}")
-    if not verify_callback_token(generation_id, token):
+    if not verify_callback_token(generation_id, provider, token):
         metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
         raise Unauthorized("invalid or missing callback token")
     store = get_generation_store()

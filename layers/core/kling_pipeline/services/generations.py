@@ -194,7 +194,7 @@ def callback_url(provider: ProviderName, generation_id: str) -> str | None:
     if not base:
         return None  # no public endpoint: the fallback poller is the only completion signal
     path = f"/v1/callbacks/{provider.value}/{generation_id}"
-    return f"{base.rstrip('/')}{path}?token={callback_token(generation_id)}"
+    return f"{base.rstrip('/')}{path}?token={callback_token(generation_id, provider.value)}"
 
 
 def _adopt_existing(generation: Generation) -> Generation | None:

@@ -1,7 +1,8 @@
-"""Callback tokens: HMAC-SHA256 of the generation id under the stack's signing secret.
+"""Callback tokens: HMAC-SHA256 of the provider and the generation id under the stack's signing secret.
 
-The token proves a callback URL was minted by us for that generation; it says nothing about the body,
-which is never trusted (ingest re-queries the provider).
+The token proves a callback URL was minted by us for that generation at that provider: a token leaked by
+one provider cannot be replayed at another provider's route. It says nothing about the body, which is
+never trusted (ingest re-queries the provider).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ def _secret() -> bytes:
     return secret.get_secret_value().encode()
 
 
-def callback_token(generation_id: str) -> str:
-    mac = hmac.new(_secret(), generation_id.encode(), hashlib.sha256).digest()
+def callback_token(generation_id: str, provider: str) -> str:
+    message = f"{provider}\n{generation_id}".encode()
+    mac = hmac.new(_secret(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
-def verify_callback_token(generation_id: str, token: str | None) -> bool:
-    if not token:
+def verify_callback_token(generation_id: str, provider: str, token: str | None) -> bool:
+    """Constant-time check; anything that is not ASCII cannot be one of our tokens (and would not encode)."""
+    if not token or not token.isascii():
         return False
-    return hmac.compare_digest(callback_token(generation_id).encode(), token.encode())
+    return hmac.compare_digest(callback_token(generation_id, provider).encode(), token.encode())

@@ -20,7 +20,7 @@ runs the media's job; one arriving first is found by the media's notification. E
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from enum import StrEnum
@@ -35,7 +35,7 @@ from kling_pipeline import aws, messaging
 from kling_pipeline.config import get_settings
 from kling_pipeline.domain.generation import Generation
 from kling_pipeline.domain.request import Mode
-from kling_pipeline.domain.validation import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from kling_pipeline.domain.validation import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, JsonTooDeep, load_json
 from kling_pipeline.errors import InvalidInput
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services.generations import create_generation
@@ -49,6 +49,7 @@ from kling_pipeline.services.triggers import (
 )
 
 if TYPE_CHECKING:
+    from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
 
 RESULT_SUFFIX = ".generation.json"
@@ -321,7 +322,9 @@ class UploadTrigger:
                 obj["Body"].close()
                 return Sidecar(key, None, f"must be at most {MAX_SIDECAR_BYTES} bytes")
             try:
-                spec = json.loads(obj["Body"].read())
+                spec = load_json(obj["Body"].read())
+            except JsonTooDeep as exc:
+                return Sidecar(key, None, str(exc))
             except ValueError:
                 return Sidecar(key, None, "is not valid JSON")
             if not isinstance(spec, dict):
@@ -367,15 +370,14 @@ class UploadTrigger:
             self._write_error(upload, _file_error(f"must be at most {MAX_JOB_FILE_BYTES} bytes, got {size}"))
             return
         try:
-            lines = obj["Body"].read().decode("utf-8-sig").splitlines()
+            numbered = _job_lines(obj["Body"])
         except UnicodeDecodeError:
             self._write_error(upload, _file_error("must be UTF-8 text, one JSON object per line"))
             return
-        numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
-        if len(numbered) > MAX_JOB_FILE_LINES:
-            self._write_error(
-                upload, _file_error(f"at most {MAX_JOB_FILE_LINES} jobs per file, got {len(numbered)}")
-            )
+        except _TooManyJobs:
+            limit = MAX_JOB_FILE_LINES
+            issue = f"at most {limit} jobs per file; line {limit + 1} is one too many"
+            self._write_error(upload, _file_error(issue))
             return
         tenant = tenant_for(upload.key)
         results: list[dict[str, Any]] = []
@@ -402,7 +404,9 @@ class UploadTrigger:
     def _run_line(self, upload: UploadedObject, number: int, line: str, tenant: str) -> JobOutcome:
         def create() -> Generation:
             try:
-                body = json.loads(line)
+                body = load_json(line)
+            except JsonTooDeep as exc:
+                raise InvalidInput.for_field(f"line {number}", str(exc)) from None
             except ValueError:
                 raise InvalidInput.for_field(f"line {number}", "is not valid JSON") from None
             if not isinstance(body, dict):
@@ -509,6 +513,42 @@ class UploadTrigger:
 def handle_upload_message(body: str, *, queue_arn: str | None = None) -> None:
     """One UploadsQueue message (S3 notification, S3 test event or re-check)."""
     UploadTrigger(aws.s3(), queue_arn=queue_arn).handle(body)
+
+
+class _TooManyJobs(Exception):
+    """A job file has a line past `MAX_JOB_FILE_LINES`; raised the moment it is seen."""
+
+
+def _job_lines(body: StreamingBody) -> list[tuple[int, str]]:
+    """The non-blank lines of a job file, numbered from 1, read as a stream and abandoned at the first
+    line past the limit: a file of a million tiny lines never becomes a million strings."""
+    numbered: list[tuple[int, str]] = []
+    try:
+        for number, raw in enumerate(_split_lines(body.iter_chunks(64 * 1024)), 1):
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            if not line.strip():
+                continue
+            if len(numbered) == MAX_JOB_FILE_LINES:
+                raise _TooManyJobs
+            numbered.append((number, line))
+    finally:
+        body.close()
+    return numbered
+
+
+def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Lines of a byte stream in linear time (botocore's `iter_lines` re-copies a long line per chunk)."""
+    pending = bytearray()
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            pending += chunk[start:end]
+            yield bytes(pending).rstrip(b"\r")
+            pending.clear()
+            start = end + 1
+        pending += chunk[start:]
+    if pending:
+        yield bytes(pending).rstrip(b"\r")
 
 
 def _outcome_fields(outcome: JobOutcome) -> dict[str, Any]:

@@ -33,6 +33,9 @@ DURATION_TOLERANCE_S = 0.05
 FPS_TOLERANCE = 0.05
 # QuickTime files from before ftyp existed start straight with one of these.
 _LEGACY_QT_FIRST_BOXES = frozenset({"moov", "mdat", "wide", "free", "skip", "pnot"})
+# What one probe may cost, whatever the file: every read is a ranged GET (S3 or a web server), so a file of
+# a million 8-byte boxes must not become a million requests. Real files have 3-8 top-level boxes.
+MAX_TOP_LEVEL_BOXES = 64
 _MIB = 1024 * 1024
 _NOT_ISO = "is not an MP4 or MOV file (it does not start with an ISO-BMFF 'ftyp' box)"
 
@@ -52,12 +55,18 @@ def probe_video(reader: RangeReader, *, field: str = "video") -> VideoInfo:
     """Read a video's properties from its headers; raises InvalidInput (addressed to `field`) when the
     bytes are not a complete MP4/MOV with a video track."""
     size = reader.size
+    if size > MAX_VIDEO_BYTES:  # before any read: the size alone decides
+        raise InvalidInput.for_field(field, _too_big(size))
     offset = 0
+    boxes = 0
     brand: str | None = None
     container: VideoContainer | None = None
     moov: bytes | None = None
     saw_mdat = False
     while offset < size and not (moov is not None and saw_mdat):
+        boxes += 1
+        if boxes > MAX_TOP_LEVEL_BOXES:
+            raise _invalid(field, f"has more than {MAX_TOP_LEVEL_BOXES} top-level boxes; not a plain MP4/MOV")
         head = reader.read(offset, min(HEADER_MAX, size - offset))
         try:
             header = parse_box_header(head)
@@ -118,12 +127,7 @@ def check_video(info: VideoInfo, field: str) -> list[FieldIssue]:
     """Every rule-8 problem with a probed video, each phrased so the user knows what to change."""
     issues: list[FieldIssue] = []
     if info.size_bytes > MAX_VIDEO_BYTES:
-        issues.append(
-            FieldIssue(
-                field,
-                f"video is {info.size_bytes / _MIB:.1f} MB; the maximum is {MAX_VIDEO_BYTES // _MIB} MB",
-            )
-        )
+        issues.append(FieldIssue(field, _too_big(info.size_bytes)))
     if not (
         MIN_DURATION_S - DURATION_TOLERANCE_S <= info.duration_s <= MAX_DURATION_S + DURATION_TOLERANCE_S
     ):
@@ -166,6 +170,10 @@ def _major_brand(
     if len(brand) < 4:
         brand = reader.read(payload_at, 4)
     return brand.decode("latin-1")
+
+
+def _too_big(size: int) -> str:
+    return f"video is {size / _MIB:.1f} MB; the maximum is {MAX_VIDEO_BYTES // _MIB} MB"
 
 
 def _invalid(field: str, issue: str) -> InvalidInput:
