@@ -253,7 +253,12 @@ def test_failed_when_every_provider_failed(created: Any, http: respx.MockRouter)
     failed = svc.get_element("tenant-a", element.id)
     assert failed.status is ElementStatus.FAILED
     assert failed.error is not None
-    assert "face not detected" in failed.error.message and "image rejected" in failed.error.message
+    # the providers' own words ("face not detected") are logged, never shown: a fixed sentence per provider
+    assert "face not detected" not in failed.error.message and "image rejected" not in failed.error.message
+    assert failed.error.message == "; ".join(
+        f"{name}: the provider could not create the element from these images"
+        for name in ("kling", "evolink")
+    )
 
 
 def test_a_provider_down_on_read_changes_nothing(created: Any, http: respx.MockRouter) -> None:

@@ -117,3 +117,24 @@ def test_a_file_that_is_not_an_mp4_fails_the_generation_and_stores_nothing(
     assert result is not None and result.status is Status.FAILED
     assert result.error is not None and result.error.code == "invalid_output"
     assert stored_objects() == [] and open_uploads() == []
+
+
+@respx.mock(assert_all_called=False)
+def test_the_providers_failure_text_is_logged_never_stored_for_the_tenant(
+    aws: None, respx_mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a provider whose failure text names its account and an internal host
+    leak = "account 4711 over quota on gpu-17.internal.kling (10.3.2.1)"
+    task = {"task_id": TASK, "task_status": "failed", "task_status_msg": leak}
+    respx_mock.get(url__regex=rf"{PROVIDER}/v1/videos/[a-z0-9-]+/{TASK}").mock(
+        return_value=httpx.Response(200, json={"code": 0, "message": "SUCCEED", "data": task})
+    )
+
+    result = ingest(IngestMessage(generation_id="gen_test"))
+
+    # Then the tenant sees a fixed sentence for the code; the operator's log has the provider's words
+    assert result is not None and result.status is Status.FAILED
+    assert result.error is not None and result.error.code == "provider_error"
+    assert result.error.message == "the provider could not generate the video"
+    assert leak not in get_generation_store().get("gen_test").model_dump_json()  # type: ignore[union-attr]
+    assert any(getattr(record, "provider_message", None) == leak for record in caplog.records)

@@ -33,6 +33,7 @@ from kling_pipeline.domain.element import (
     ProviderElementStatus,
     parse_element_request,
 )
+from kling_pipeline.domain.failures import public_failure_message
 from kling_pipeline.domain.generation import utcnow
 from kling_pipeline.domain.request import ElementRef, GenerationRequest
 from kling_pipeline.domain.validation import invalid_input
@@ -342,7 +343,7 @@ class ElementMapped:
 
 
 def _record(element: ProviderElement) -> ElementAtProvider:
-    error = ElementError(code=element.error.code, message=element.error.message) if element.error else None
+    error = _public_error(element.error.code, element.error.message) if element.error else None
     status: ProviderElementStatus = element.status
     if status == "ready" and element.element_id is None:
         status = "processing"  # ready without an id is of no use: ask again next time
@@ -355,7 +356,15 @@ def _record(element: ProviderElement) -> ElementAtProvider:
 
 
 def _failed(code: str, message: str) -> ElementAtProvider:
-    return ElementAtProvider(status="failed", error=ElementError(code=code, message=message))
+    return ElementAtProvider(status="failed", error=_public_error(code, message))
+
+
+def _public_error(code: str, message: str) -> ElementError:
+    """The error as the tenant reads it: a provider's own text is logged, replaced by its code's sentence."""
+    public = public_failure_message(code, message, element=True)
+    if public != message:
+        logger.info("provider element failure text", extra={"code": code, "provider_message": message})
+    return ElementError(code=code, message=public)
 
 
 def _provider_element(name: str, record: ElementAtProvider) -> ProviderElement:

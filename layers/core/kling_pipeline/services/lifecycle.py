@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from kling_pipeline import messaging
+from kling_pipeline.domain.failures import public_failure_message
 from kling_pipeline.domain.generation import Cost, Generation, GenerationError, Output, rfc3339, utcnow
 from kling_pipeline.domain.status import Status
 from kling_pipeline.observability import logger, metrics
@@ -36,10 +37,16 @@ def succeed(generation_id: str, outputs: list[Output], actual_cost: Cost | None)
 
 
 def fail(generation_id: str, code: str, message: str, actual_cost: Cost | None = None) -> Generation | None:
+    """End a generation `failed`; a provider's own `message` is logged, the tenant gets a fixed sentence."""
+    public = public_failure_message(code, message)
+    if public != message:
+        logger.info(
+            "provider failure text", extra={"generation_id": generation_id, "provider_message": message}
+        )
     generation = get_generation_store().transition(
         generation_id,
         Status.FAILED,
-        error=GenerationError(code=code, message=message),
+        error=GenerationError(code=code, message=public),
         actual_cost=actual_cost,
     )
     if generation is not None:
