@@ -1,14 +1,17 @@
 """Typed configuration from the environment (same names locally and in Lambda), built once on first use.
 
 Secrets are referenced by name: when `PROVIDER_SECRET_NAME`, `SIGNING_SECRET_NAME` or `WEBHOOK_SECRET_NAME`
-is set, its JSON value (cached by Powertools parameters) overrides the plain environment, so a deployed
-stack keeps keys in Secrets Manager while a developer can still export `KLING_ACCESS_KEY` locally.
+is set, the keys of its JSON value that this secret may set (`SECRET_KEYS`) override the plain environment,
+so a deployed stack keeps keys in Secrets Manager while a developer can still export `KLING_ACCESS_KEY`
+locally. Settings fed by secrets are rebuilt after `SECRET_MAX_AGE_S`, so a rotation needs no cold start.
+`LOCAL_ALLOW_*` switches are refused inside Lambda.
 """
 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+import os
+import time
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -107,26 +110,90 @@ class Settings(BaseSettings):
         return value
 
 
-def _secret_values(name: str) -> dict[str, Any]:
+# Which settings each secret may carry: anything else in a secret is ignored (and logged), so write access to
+# one secret never reaches another secret's key, a base URL or a local-only switch.
+SECRET_KEYS: dict[str, frozenset[str]] = {
+    "provider_secret_name": frozenset(
+        {"kling_access_key", "kling_secret_key", "evolink_api_key", "kling3api_api_key"}
+    ),
+    "signing_secret_name": frozenset({"callback_signing_secret"}),
+    "webhook_secret_name": frozenset({"webhook_signing_secret"}),
+}
+# How long settings built from secrets are kept before the secrets are read again (rotation without a
+# cold start); plain-environment settings never change in a process and are kept for good.
+SECRET_MAX_AGE_S = _SECRET_MAX_AGE_S
+_LOCAL_ONLY = ("local_allow_private_webhooks", "local_allow_http_loopback")
+
+
+class _SettingsCache:
+    """The one built Settings of this process, when it was built, and a version bumped on every change."""
+
+    settings: Settings | None = None
+    built_at = 0.0
+    version = 0
+
+
+_cache = _SettingsCache()
+
+
+def _monotonic() -> float:
+    return time.monotonic()
+
+
+def _secret_values(setting: str, name: str) -> dict[str, Any]:
     from aws_lambda_powertools.utilities import parameters
 
-    raw = parameters.get_secret(name, max_age=_SECRET_MAX_AGE_S)
+    from kling_pipeline.observability import logger
+
+    # We are the cache (SECRET_MAX_AGE_S): when we ask, we want the current value, not Powertools' copy.
+    raw = parameters.get_secret(name, force_fetch=True)
     value = json.loads(raw) if isinstance(raw, str) else json.loads(bytes(raw).decode())
-    return {key.lower(): val for key, val in value.items() if val not in (None, "")}
+    allowed = SECRET_KEYS[setting]
+    values = {key.lower(): val for key, val in value.items() if val not in (None, "")}
+    if ignored := sorted(key for key in values if key not in allowed):
+        logger.warning("secret carries keys it may not set; ignored", extra={"secret": name, "keys": ignored})
+    return {key: val for key, val in values.items() if key in allowed}
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def _build() -> Settings:
     settings = Settings()
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        switched_on = [name.upper() for name in _LOCAL_ONLY if getattr(settings, name)]
+        if switched_on:
+            raise RuntimeError(f"{', '.join(switched_on)} is for the local stack only; refused inside Lambda")
     overrides: dict[str, Any] = {}
-    for name in (settings.provider_secret_name, settings.signing_secret_name, settings.webhook_secret_name):
-        if name:
-            overrides.update(_secret_values(name))
+    for setting in SECRET_KEYS:
+        if name := getattr(settings, setting):
+            overrides.update(_secret_values(setting, name))
     if overrides:
         settings = Settings(**{**settings.model_dump(exclude_unset=True), **overrides})
     return settings
 
 
+def get_settings() -> Settings:
+    """The settings, built on first use; when secrets feed them, rebuilt once `SECRET_MAX_AGE_S` has passed
+    (a rotated key is used within minutes, without a cold start)."""
+    now = _monotonic()
+    settings = _cache.settings
+    if settings is not None:
+        uses_secrets = any(getattr(settings, setting) for setting in SECRET_KEYS)
+        if not uses_secrets or now - _cache.built_at < SECRET_MAX_AGE_S:
+            return settings
+    fresh = _build()
+    if fresh != settings:
+        _cache.version += 1
+    _cache.settings, _cache.built_at = fresh, now
+    return fresh
+
+
+def settings_version() -> int:
+    """Changes whenever `get_settings()` starts returning different values: objects built from settings
+    (provider clients holding keys) key their caches on it."""
+    get_settings()
+    return _cache.version
+
+
 def reset_settings() -> None:
     """Forget the cached settings (tests and the local stack change the environment)."""
-    get_settings.cache_clear()
+    _cache.settings = None
+    _cache.version += 1

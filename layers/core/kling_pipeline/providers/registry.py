@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import httpx
 
-from kling_pipeline.config import Settings, get_settings
+from kling_pipeline.config import Settings, get_settings, settings_version
 from kling_pipeline.domain.pricing import Pricing
 from kling_pipeline.providers.base import Provider, ProviderName
 from kling_pipeline.providers.evolink import EvoLinkProvider
@@ -52,21 +52,30 @@ def enabled_providers(
     return providers
 
 
-@lru_cache(maxsize=1)
 def get_providers() -> dict[ProviderName, Provider]:
-    """The enabled providers of this process, sharing one HTTP client; built on first use."""
+    """The enabled providers of this process, sharing one HTTP client; built on first use and again when
+    the settings change (a rotated provider key)."""
+    return _providers(settings_version())
+
+
+def get_router() -> Router:
+    """The router over `get_providers()`, ranking kling3api credits at `KLING3API_USD_PER_CREDIT`."""
+    return _router(settings_version())
+
+
+@lru_cache(maxsize=1)
+def _providers(_version: int) -> dict[ProviderName, Provider]:
     settings = get_settings()
     return enabled_providers(settings, make_http_client(settings))
 
 
 @lru_cache(maxsize=1)
-def get_router() -> Router:
-    """The router over `get_providers()`, ranking kling3api credits at `KLING3API_USD_PER_CREDIT`."""
+def _router(_version: int) -> Router:
     pricing = Pricing(usd_per_credit=get_settings().kling3api_usd_per_credit)
     return Router(get_providers(), pricing)
 
 
 def reset_providers() -> None:
     """Forget the cached providers and router (tests and the local stack change the environment)."""
-    get_router.cache_clear()
-    get_providers.cache_clear()
+    _router.cache_clear()
+    _providers.cache_clear()
