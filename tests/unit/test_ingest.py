@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Iterator
 
 import boto3
@@ -138,3 +139,68 @@ def test_the_providers_failure_text_is_logged_never_stored_for_the_tenant(
     assert result.error.message == "the provider could not generate the video"
     assert leak not in get_generation_store().get("gen_test").model_dump_json()  # type: ignore[union-attr]
     assert any(getattr(record, "provider_message", None) == leak for record in caplog.records)
+
+
+class Endless(httpx.SyncByteStream):
+    """A CDN that streams a valid MP4 followed by a 1 TiB `free` box, i.e. forever; counts what was pulled.
+    (Past 64 MiB it gives up with a read error, so a test without the cap ends instead of hanging.)"""
+
+    def __init__(self, video: bytes) -> None:
+        self.head = video + struct.pack(">I4sQ", 1, b"free", 1024**4)
+        self.pulled = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.pulled += len(self.head)
+        yield self.head
+        while self.pulled < 64 * 1024 * 1024:
+            self.pulled += 65536
+            yield bytes(65536)
+        raise httpx.ReadError("the test's patience ran out")
+
+
+@pytest.fixture
+def small_output_limit(monkeypatch: pytest.MonkeyPatch, video: bytes) -> int:
+    from kling_pipeline.caches import reset_caches
+
+    limit = len(video) + 100_000
+    monkeypatch.setenv("MAX_OUTPUT_BYTES", str(limit))
+    reset_caches()
+    return limit
+
+
+@respx.mock(assert_all_called=False)
+def test_an_output_declared_larger_than_the_limit_is_refused_before_reading(
+    aws: None, video: bytes, small_output_limit: int, respx_mock: respx.MockRouter
+) -> None:
+    respx_mock.get(url__regex=rf"{PROVIDER}/v1/videos/[a-z0-9-]+/{TASK}").mock(
+        return_value=succeeded(f"{PROVIDER}/files/huge.mp4")
+    )
+    stream = Endless(video)
+    respx_mock.get(f"{PROVIDER}/files/huge.mp4").mock(
+        return_value=httpx.Response(200, headers={"content-length": str(50 * 1024**3)}, stream=stream)
+    )
+
+    result = ingest(IngestMessage(generation_id="gen_test"))
+
+    assert result is not None and result.status is Status.FAILED
+    assert result.error is not None and result.error.code == "invalid_output"
+    assert stream.pulled == 0
+    assert stored_objects() == [] and open_uploads() == []
+
+
+@respx.mock(assert_all_called=False)
+def test_an_endless_output_is_cut_off_at_the_limit(
+    aws: None, video: bytes, small_output_limit: int, respx_mock: respx.MockRouter
+) -> None:
+    respx_mock.get(url__regex=rf"{PROVIDER}/v1/videos/[a-z0-9-]+/{TASK}").mock(
+        return_value=succeeded(f"{PROVIDER}/files/endless.mp4")
+    )
+    stream = Endless(video)
+    respx_mock.get(f"{PROVIDER}/files/endless.mp4").mock(return_value=httpx.Response(200, stream=stream))
+
+    result = ingest(IngestMessage(generation_id="gen_test"))
+
+    assert result is not None and result.status is Status.FAILED
+    assert result.error is not None and result.error.code == "invalid_output"
+    assert stream.pulled <= small_output_limit + 2 * 1024 * 1024
+    assert stored_objects() == [] and open_uploads() == []

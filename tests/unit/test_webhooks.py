@@ -338,8 +338,27 @@ def test_transport_errors_are_retried(env: Env) -> None:
         webhooks.deliver(message_for(generation))
     (record,) = attempts(generation)
     assert record["outcome"] == "failed" and record["status_code"] is None
-    assert record["error"].startswith("ConnectTimeout")
+    assert record["error"] == "could not reach the receiver"
     assert len(env.queued()) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.ConnectTimeout("timed out"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadTimeout("The read operation timed out"),
+    ],
+)
+def test_transport_errors_read_the_same_so_the_log_is_no_port_scanner(env: Env, error: Exception) -> None:
+    # A tenant reads its delivery log; "refused" vs "timed out" vs "disconnected" would map a network's ports
+    generation = make_generation()
+    with respx.mock() as mock:
+        mock.post(HOOK).mock(side_effect=error)
+        webhooks.deliver(message_for(generation))
+    (record,) = attempts(generation)
+    assert record["error"] == "could not reach the receiver"
 
 
 def test_a_url_that_resolves_to_a_private_address_is_refused_and_not_retried(env: Env) -> None:

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
 
     # Keeps a submit with its retries inside API Gateway's 29 s integration timeout.
     http_timeout_s: float = 8.0
+    # Largest provider output we download (bytes); a larger file fails the generation as `invalid_output`.
+    max_output_bytes: int = Field(default=2 * 1024**3, ge=1024)
     presign_ttl_s: int = 3600
 
     # S3 uploads and "Generation Requested" events (docs/integrations.md).

@@ -1,7 +1,10 @@
 """SSRF guard for every URL we fetch or post to that we did not choose ourselves.
 
 Checked at use time (not only at submit time), on the resolved addresses, so a DNS name that later
-points at 169.254.169.254 or a private range is refused. Our clients never follow redirects on their own
+points at 169.254.169.254 or a private range is refused. And the connection itself goes to the address that
+was checked: `guarded_client` resolves and checks inside the socket layer's connect, so a name that answers
+public for a check and private a moment later (DNS rebinding) never gets a connection. The URL, the `Host`
+header and TLS SNI/certificate checks all keep the name. Our clients never follow redirects on their own
 (downloads follow them by hand, checking each hop).
 """
 
@@ -9,7 +12,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 from kling_pipeline.config import get_settings
 from kling_pipeline.domain.validation import is_forbidden_ip
@@ -30,16 +38,62 @@ def check_url(url: str, *, allow_private: bool = False) -> None:
     host = parts.hostname
     if not host:
         raise UnsafeUrl("URL has no host")
-    addresses = _resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+    addresses = checked_addresses(host, parts.port or (443 if parts.scheme == "https" else 80), allow_private)
+    exempt = allow_private or all(address.is_loopback for address in addresses)
+    if parts.scheme != "https" and not exempt:
+        raise UnsafeUrl("only https URLs are allowed")
+
+
+def checked_addresses(
+    host: str, port: int, allow_private: bool = False
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """`host`'s addresses, or UnsafeUrl when any of them is one we never talk to (loopback is allowed when
+    every address is loopback and `LOCAL_ALLOW_HTTP_LOOPBACK` is on; anything with `allow_private`)."""
+    addresses = _resolve(host, port)
     exempt = allow_private or (
         get_settings().local_allow_http_loopback and all(address.is_loopback for address in addresses)
     )
-    if exempt:
-        return
-    if parts.scheme != "https":
-        raise UnsafeUrl("only https URLs are allowed")
-    if any(is_forbidden_ip(address) for address in addresses):
+    if not exempt and any(is_forbidden_ip(address) for address in addresses):
         raise UnsafeUrl(f"{host} resolves to a private, loopback or link-local address")
+    return addresses
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """httpcore's socket layer, but every TCP connect resolves the name itself, checks the answer and
+    connects to that very address; httpcore still does TLS with the name (SNI, certificate)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._allow_private = allow_private
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            address = checked_addresses(host, port, self._allow_private)[0]
+        except UnsafeUrl as exc:
+            raise httpcore.ConnectError(str(exc)) from None
+        return super().connect_tcp(str(address), port, timeout, local_address, socket_options)
+
+
+def guarded_client(
+    *, timeout: float | httpx.Timeout, allow_private: bool = False, headers: Mapping[str, str] | None = None
+) -> httpx.Client:
+    """An httpx client for URLs we did not choose: no redirects, no proxy or .netrc from the environment,
+    and connections pinned to the checked address (see the module docstring)."""
+    transport = httpx.HTTPTransport(trust_env=False)
+    # httpx has no public hook for the socket layer; its pool is rebuilt with ours (same defaults).
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        network_backend=_GuardedBackend(allow_private),
+    )
+    return httpx.Client(
+        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False, headers=headers
+    )
 
 
 def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -52,6 +52,7 @@ ATTEMPT_TIMEOUT_S = 15.0
 # each phase bounded by the timeout); otherwise the message is queued again at once for a fresh invocation.
 MIN_TIME_LEFT_MS = 25_000
 USER_AGENT = "kling-pipeline-webhooks/1.0"
+UNREACHABLE = "could not reach the receiver"
 _JITTER = 0.1  # each retry delay is drawn within ±10 % of the schedule, so retries of a burst spread out
 _EVENT_TYPES: dict[Status, EventType] = {
     Status.SUCCEEDED: "generation.succeeded",
@@ -253,7 +254,12 @@ def _attempt(generation: Generation, url: str, occurred_at: datetime) -> Attempt
         with http_client().stream("POST", url, content=body, headers=headers) as response:
             status = response.status_code
     except httpx.HTTPError as exc:
-        return AttemptResult(outcome="failed", error=_describe(exc, url), duration_ms=elapsed_ms())
+        # One text for every transport failure: "refused" vs "timed out" would turn the tenant-readable
+        # delivery log into a port scanner of whatever the URL reaches. The operator's log has the detail.
+        logger.info(
+            "webhook transport error", extra={"host": urlsplit(url).hostname, "error": _describe(exc, url)}
+        )
+        return AttemptResult(outcome="failed", error=UNREACHABLE, duration_ms=elapsed_ms())
     if 200 <= status < 300:
         return AttemptResult(outcome="delivered", status_code=status, duration_ms=elapsed_ms())
     if status == 410:
@@ -272,10 +278,9 @@ def _describe(exc: httpx.HTTPError, url: str) -> str:
 
 @cache
 def http_client() -> httpx.Client:
-    # trust_env=False: no proxy or .netrc from the environment, so the address checked is the one called.
-    return httpx.Client(
+    """Connections pinned to the checked address (`netguard.guarded_client`), no proxy from the env."""
+    return netguard.guarded_client(
         timeout=httpx.Timeout(ATTEMPT_TIMEOUT_S),
-        follow_redirects=False,
-        trust_env=False,
+        allow_private=get_settings().local_allow_private_webhooks,
         headers={"user-agent": USER_AGENT},
     )
