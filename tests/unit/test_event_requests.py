@@ -68,6 +68,8 @@ def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bus]:
         "GENERATIONS_TABLE": "generations",
         "EVENT_BUS_NAME": BUS,
         "UPLOAD_TENANT_ID": "events-default",
+        "EVENT_SOURCES": "com.example.campaigns,com.example.defaults",
+        "EVENT_SOURCE_TENANTS": "com.example.campaigns=tenant-a",
         "DEFAULT_QUALITY": "1080p",
         "DEFAULT_DURATION_S": "8",
     }.items():
@@ -153,6 +155,7 @@ def test_stack_defaults_and_the_default_tenant_fill_what_the_event_leaves_out(
     bus: Bus, invoke: Callable[[dict[str, Any]], dict[str, Any]], event: Event
 ) -> None:
     requested = event("event_trigger/generation_requested")
+    requested["source"] = "com.example.defaults"  # allowed, mapped to no tenant of its own
     requested["detail"] = {"mode": "text-to-video", "prompt": "A red kite over dunes"}
 
     invoke(requested)
@@ -185,6 +188,52 @@ def test_an_invalid_request_is_answered_with_a_rejected_event_once(
     assert detail["metadata"] == {"campaign": "spring"}
     assert detail["error"]["code"] == "validation_error"
     assert {d["field"] for d in detail["error"]["details"]} == {"prompt", "duration"}
+
+
+def test_an_event_cannot_choose_another_tenant_than_its_sources(
+    bus: Bus, invoke: Callable[[dict[str, Any]], dict[str, Any]], event: Event
+) -> None:
+    # Given an allowed source (mapped to tenant-a) whose event names tenant-b
+    requested = event("event_trigger/generation_requested")
+    requested["detail"]["tenant_id"] = "tenant-b"
+
+    answer = invoke(requested)
+
+    # Then nothing is spent for tenant-b (or anyone); the sender is told why
+    assert answer["rejected"] and answer["generation_id"] is None
+    assert bus.create.calls == []
+    [rejected] = bus.published()
+    assert rejected["detail"]["error"]["details"] == [
+        {"field": "tenant_id", "issue": "events from com.example.campaigns may only request for tenant-a"}
+    ]
+
+
+def test_an_event_from_a_source_not_allowed_is_dropped(
+    bus: Bus, invoke: Callable[[dict[str, Any]], dict[str, Any]], event: Event
+) -> None:
+    requested = event("event_trigger/generation_requested")
+    requested["source"] = "someone.with.put-events"
+
+    answer = invoke(requested)
+
+    assert answer["rejected"] and answer["generation_id"] is None
+    assert bus.create.calls == []
+    assert bus.generations("tenant-a") == [] and bus.generations("events-default") == []
+
+
+def test_the_template_filters_the_rule_on_the_allowed_sources_and_can_lock_the_bus() -> None:
+    resources = template().resources
+    function = resources["EventTriggerFunction"].properties
+    pattern = function["Events"]["GenerationRequested"]["Properties"]["Pattern"]
+    assert pattern["source"] == {"Ref": "EventSources"}
+    variables = function["Environment"]["Variables"]
+    assert variables["EVENT_SOURCES"] == {"Fn::Join": [",", {"Ref": "EventSources"}]}
+    assert variables["EVENT_SOURCE_TENANTS"] == {"Ref": "EventSourceTenants"}
+    policy = resources["EventBusSenderPolicy"]
+    assert policy.type == "AWS::Events::EventBusPolicy"
+    statement = policy.properties["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Action"] == "events:PutEvents"
+    assert statement["Condition"]["StringEquals"]["events:source"] == {"Ref": "EventSources"}
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     # How long a media upload without a job spec waits for its sidecar before running with defaults.
     upload_sidecar_grace_s: int = Field(default=30, ge=0, le=900)
     uploads_queue_url: str | None = None
+    # "Generation Requested" events: the only `source`s accepted ("a.b,c.d"; the template's rule filters on
+    # the same list), and the tenant each source acts for ("a.b=tenant-a"; unmapped: UPLOAD_TENANT_ID).
+    # An event never chooses its tenant: `tenant_id` in the detail must agree with its source's tenant.
+    event_sources: str | None = None
+    event_source_tenants: str | None = None
 
     @field_validator("webhook_retry_schedule_s", mode="before")
     @classmethod
@@ -110,6 +115,17 @@ class Settings(BaseSettings):
         if not value or min(value) < 0:
             raise ValueError("needs at least one delay, none negative")
         return value
+
+
+def key_value_pairs(text: str | None) -> dict[str, str]:
+    """`"a=1,b=2"` → `{"a": "1", "b": "2"}` (the shape of UPLOAD_TENANTS and EVENT_SOURCE_TENANTS);
+    items without both sides are skipped."""
+    pairs: dict[str, str] = {}
+    for item in (text or "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip() and value.strip():
+            pairs[key.strip()] = value.strip()
+    return pairs
 
 
 # Which settings each secret may carry: anything else in a secret is ignored (and logged), so write access to

@@ -46,8 +46,13 @@ def png(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def triggers_env(stack: LocalStack) -> Iterator[None]:
-    """Short sidecar grace and uploads/ owned by the API tenant, for the in-process handlers."""
-    changes = {"UPLOAD_SIDECAR_GRACE_S": str(GRACE_S), "UPLOAD_TENANTS": f"uploads/={TENANT}"}
+    """Short sidecar grace, and uploads/ and the default event source owned by the API tenant, for the
+    in-process handlers."""
+    changes = {
+        "UPLOAD_SIDECAR_GRACE_S": str(GRACE_S),
+        "UPLOAD_TENANTS": f"uploads/={TENANT}",
+        "EVENT_SOURCE_TENANTS": f"kling-pipeline.requests={TENANT}",
+    }
     saved = {name: os.environ.get(name) for name in changes}
     os.environ.update(changes)
     reset_settings()
@@ -265,7 +270,7 @@ def put_requested(stack: LocalStack, detail: dict[str, Any]) -> None:
     answer = stack.client("events").put_events(
         Entries=[
             {
-                "Source": "com.example.integration",
+                "Source": "kling-pipeline.requests",  # the template's default EventSources
                 "DetailType": "Generation Requested",
                 "Detail": json.dumps(detail),
                 "EventBusName": stack.event_bus_name,
@@ -335,4 +340,4 @@ def test_an_invalid_generation_requested_event_is_answered_with_a_rejection(
     detail = wait_for(rejected, timeout=30)["detail"]
     assert detail["error"]["code"] == "validation_error"
     assert "video" in {d["field"] for d in detail["error"]["details"]}
-    assert detail["request_source"] == "com.example.integration"
+    assert detail["request_source"] == "kling-pipeline.requests"

@@ -1,6 +1,10 @@
 """`Generation Requested` events on the stack's bus → generations (DESIGN.md §6.6; docs/integrations.md).
 
-The detail is the API body plus `tenant_id` (default `UPLOAD_TENANT_ID`). EventBridge delivers at least
+The detail is the API body plus an optional `tenant_id`. The tenant is chosen by the event's `source`, never
+by the detail: only the sources in `EVENT_SOURCES` are accepted (the template's rule filters on the same
+list, and an optional bus policy names who may send them), each acts for its tenant in
+`EVENT_SOURCE_TENANTS` (else `UPLOAD_TENANT_ID`), and a `tenant_id` that names another tenant is rejected.
+Anyone with `events:PutEvents` could otherwise spend as any tenant. EventBridge delivers at least
 once and Lambda retries failed asynchronous invocations, so the job is keyed on the event id
 (`triggers.run_claimed`): a redelivered event answers with the first outcome and never creates a second
 generation. A request that fails validation is answered on the same bus with a
@@ -17,7 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
 from kling_pipeline import messaging
-from kling_pipeline.config import get_settings
+from kling_pipeline.config import get_settings, key_value_pairs
 from kling_pipeline.domain.generation import Generation
 from kling_pipeline.errors import InvalidInput
 from kling_pipeline.observability import logger, metrics
@@ -51,13 +55,22 @@ def handle_generation_requested(event: Mapping[str, Any]) -> RequestOutcome:
         raise ValueError("an EventBridge event without an id cannot be deduplicated")
     detail = event.get("detail")
     body = dict(detail) if isinstance(detail, Mapping) else None
-    tenant = _tenant(body)
+    sender = str(event.get("source") or "")
+    tenant = _tenant_of_source(sender)
+    if tenant is None:
+        # The rule lets only the allowed sources through; this is the second lock, should it be widened.
+        logger.warning("event from a source not in EVENT_SOURCES dropped", extra={"event_source": sender})
+        metrics.add_metric(name="EventSourceRefused", unit=MetricUnit.Count, value=1)
+        return RequestOutcome(event_id=event_id, rejected=True)
+    asked = body.get(TENANT_FIELD) if body is not None else None
     source = source_of(event_id)
     logger.append_keys(event_id=event_id, tenant_id=tenant)
 
     def create() -> Generation:
         if body is None:
             raise InvalidInput.for_field("detail", "must be a JSON object: the API body plus tenant_id")
+        if asked not in (None, "") and asked != tenant:
+            raise InvalidInput.for_field(TENANT_FIELD, f"events from {sender} may only request for {tenant}")
         if not _TENANT_ID.match(tenant):
             raise InvalidInput.for_field(TENANT_FIELD, "must be 1-64 letters, digits, '_', '.' or '-'")
         request = with_trigger_defaults({k: v for k, v in body.items() if k != TENANT_FIELD})
@@ -99,6 +112,10 @@ def rejection_detail(event: Mapping[str, Any], tenant_id: str, error: dict[str, 
     }
 
 
-def _tenant(body: Mapping[str, Any] | None) -> str:
-    given = body.get(TENANT_FIELD) if body is not None else None
-    return str(given) if given not in (None, "") else get_settings().upload_tenant_id
+def _tenant_of_source(source: str) -> str | None:
+    """The tenant events from `source` act for; None when the source is not allowed to request at all."""
+    settings = get_settings()
+    allowed = {item.strip() for item in (settings.event_sources or "").split(",") if item.strip()}
+    if source not in allowed:
+        return None
+    return key_value_pairs(settings.event_source_tenants).get(source, settings.upload_tenant_id)

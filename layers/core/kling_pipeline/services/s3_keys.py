@@ -7,7 +7,7 @@ upload job under a broad default prefix — can feed another tenant's object to 
 
 from __future__ import annotations
 
-from kling_pipeline.config import get_settings
+from kling_pipeline.config import get_settings, key_value_pairs
 
 INPUTS_PREFIX = "inputs/"
 UPLOADS_PREFIX = "uploads/"
@@ -16,11 +16,7 @@ UPLOADS_PREFIX = "uploads/"
 def tenant_for(key: str) -> str:
     """The tenant of an object under uploads/."""
     settings = get_settings()
-    mapping: dict[str, str] = {}
-    for item in (settings.upload_tenants or "").split(","):
-        prefix, sep, tenant = item.partition("=")
-        if sep and prefix.strip() and tenant.strip():
-            mapping[prefix.strip()] = tenant.strip()
+    mapping = key_value_pairs(settings.upload_tenants)
     matching = [prefix for prefix in mapping if key.startswith(prefix)]
     return mapping[max(matching, key=len)] if matching else settings.upload_tenant_id
 
