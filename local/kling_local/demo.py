@@ -29,8 +29,11 @@ import httpx
 
 from kling_local.stack.runner import LocalStack
 
-IMAGE = "https://cdn.example.com/demo/portrait.png"
-VIDEO = "https://cdn.example.com/demo/clip.mp4?duration=4"
+# Inputs are probed before anything is spent, so they must exist: the simulator serves sample media, and the
+# local stack admits http:// on loopback (LOCAL_ALLOW_HTTP_LOOPBACK). "{samples}" becomes its URL.
+SAMPLES = "{samples}"
+IMAGE = f"{SAMPLES}/samples/image.png?size=1280x720"
+VIDEO = f"{SAMPLES}/samples/clip.mp4?duration=4"
 TERMINAL = {"succeeded", "failed", "canceled"}
 DEMO_ENV = {
     "LOCAL_API_KEYS": "demo-key=demo",
@@ -116,7 +119,7 @@ def main() -> int:
             f"API {stack.api_url}   AWS (moto) {stack.aws_endpoint_url}   bucket {stack.bucket}\n", flush=True
         )
         with httpx.Client(base_url=stack.api_url, headers={"x-api-key": "demo-key"}, timeout=30) as api:
-            ids = submit_all(api, receiver.url)
+            ids = submit_all(api, receiver.url, stack.simulator.url)
             upload_id = upload_image(stack)
             if upload_id:
                 ids[UPLOAD_CASE] = upload_id
@@ -129,10 +132,12 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def submit_all(api: httpx.Client, webhook_url: str) -> dict[str, str]:
+def submit_all(api: httpx.Client, webhook_url: str, samples_url: str) -> dict[str, str]:
     ids: dict[str, str] = {}
     for case in CASES:
-        body = {**case.body, "webhook_url": webhook_url} if case.name == "text-to-video" else case.body
+        body = json.loads(json.dumps(case.body).replace(SAMPLES, samples_url))
+        if case.name == "text-to-video":
+            body["webhook_url"] = webhook_url
         answer = api.post("/v1/generations", json=body)
         if answer.status_code != 202:
             print(f"  {case.name}: rejected {answer.status_code} {answer.text}", flush=True)

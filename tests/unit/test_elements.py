@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from functools import cache
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ import pytest
 import respx
 from moto import mock_aws
 
+from kling_local.samples import png
 from kling_local.stack.template import DYNAMODB_TABLE, Template
+from kling_pipeline import netguard
 from kling_pipeline.caches import reset_caches
 from kling_pipeline.config import reset_settings
 from kling_pipeline.domain.element import ElementStatus, parse_element_request
@@ -119,8 +122,15 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def http() -> Iterator[respx.MockRouter]:
+def http(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
+    """Provider routes are added by each test; the CDN serving IMG (probed before anything is spent) is
+    here: cdn.example.com resolves to a public address and answers ranged GETs with a 1280x720 PNG."""
+    monkeypatch.setattr(netguard, "_resolve", lambda host, port: [ip_address("93.184.216.34")])
+    image = png(1280, 720)
     with respx.mock(assert_all_called=False) as mock:
+        mock.get(url__regex=r"^https://cdn\.example\.com/hero-\d\.png$").respond(
+            206, headers={"content-range": f"bytes 0-{len(image) - 1}/{len(image)}"}, content=image
+        )
         yield mock
 
 
@@ -181,7 +191,7 @@ def test_s3_images_must_be_the_tenants_own_uploads(stack: None, http: respx.Mock
             {**BODY, "frontal_image": f"s3://{BUCKET}/inputs/tenant-b/a.png"}, tenant_id="tenant-a"
         )
     assert raised.value.details[0].field == "frontal_image"
-    assert not http.calls
+    assert [call.request.url.host for call in http.calls if call.request.url.host != "cdn.example.com"] == []
 
 
 # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -321,6 +331,7 @@ def test_every_provider_down_raises_and_keeps_nothing(stack: None, http: respx.M
     assert svc.list_elements("tenant-a", limit=10, cursor=None).items == []
 
 
+@pytest.mark.usefixtures("http")
 def test_no_element_provider_enabled(stack: None, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("KLING_ACCESS_KEY", "EVOLINK_API_KEY"):
         monkeypatch.delenv(name)

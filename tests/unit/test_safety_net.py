@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kling_pipeline import messaging
-from kling_pipeline.config import get_settings
+from kling_pipeline.config import get_settings, reset_settings
 from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import InvalidInput
 from kling_pipeline.services.generations import SubmitMessage, validated_request
@@ -84,18 +84,18 @@ def test_an_outcome_whose_event_failed_is_announced_by_the_safety_net(
 def test_owner_of_a_key(monkeypatch: pytest.MonkeyPatch, key: str, owner: str | None) -> None:
     monkeypatch.setenv("UPLOAD_TENANTS", "uploads/team-b/=team-b")
     monkeypatch.setenv("UPLOAD_TENANT_ID", "uploads")
-    get_settings.cache_clear()
+    reset_settings()
     try:
         assert owner_of(key) == owner
     finally:
-        get_settings.cache_clear()
+        reset_settings()
 
 
 def test_another_tenants_object_is_refused_before_anything_is_read(
     pipeline_aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UPLOAD_TENANTS", "uploads/team-b/=team-b")
-    get_settings.cache_clear()
+    reset_settings()
     body = {"mode": "image-to-video", "prompt": "x", "first_frame": "s3://media/uploads/team-b/secret.png"}
     # The default upload tenant's prefix contains team-b's: its jobs still cannot read team-b's objects.
     with pytest.raises(InvalidInput) as refused:

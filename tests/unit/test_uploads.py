@@ -9,10 +9,8 @@ tests/integration/pipeline/test_triggers.py. The table, bucket and queue come fr
 from __future__ import annotations
 
 import json
-import struct
 import time
 import tracemalloc
-import zlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from functools import cache
@@ -25,6 +23,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from moto import mock_aws
 
+from kling_local.samples import png
 from kling_local.stack.template import DYNAMODB_TABLE, Template
 from kling_pipeline.caches import reset_caches
 from kling_pipeline.config import reset_settings
@@ -40,22 +39,6 @@ Event = Callable[[str], dict[str, Any]]
 
 
 # ---- fixtures -------------------------------------------------------------------------------------------
-
-
-def png(width: int, height: int) -> bytes:
-    """A valid RGB PNG (black) of the given size."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    raw = (b"\x00" + b"\x00" * width * 3) * height
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 @cache

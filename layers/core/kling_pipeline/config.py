@@ -79,6 +79,9 @@ class Settings(BaseSettings):
 
     # Keeps a submit with its retries inside API Gateway's 29 s integration timeout.
     http_timeout_s: float = 8.0
+    # Probing https:// inputs before anything is spent: time and bytes one request may use for all its inputs.
+    input_probe_timeout_s: float = Field(default=10.0, gt=0, le=25)
+    input_probe_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024)
     # Largest provider output we download (bytes); a larger file fails the generation as `invalid_output`.
     max_output_bytes: int = Field(default=2 * 1024**3, ge=1024)
     presign_ttl_s: int = 3600

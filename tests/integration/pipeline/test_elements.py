@@ -10,12 +10,13 @@ import pytest
 
 from kling_local.stack.runner import LocalStack
 from tests.integration.waiting import wait_for
+from tests.media_server import sample_media
 
 from .conftest import wait_terminal
 
 pytestmark = pytest.mark.integration
 
-IMG = [f"https://cdn.example.com/elements/hero-{n}.png" for n in range(3)]
+IMG = [f"{sample_media().base}/image.png?hero={n}" for n in range(3)]  # probed: real files on loopback
 ELEMENT = {"name": "Hero", "description": "our mascot", "frontal_image": IMG[0], "reference_images": IMG[1:]}
 
 

@@ -18,13 +18,15 @@ from kling_pipeline.providers.base import ProviderName
 from kling_pipeline.providers.registry import get_providers
 from kling_pipeline.services.tokens import callback_token
 from tests.integration.waiting import wait_for
+from tests.media_server import sample_media
 
 from .conftest import wait_terminal
 
 pytestmark = pytest.mark.integration
 
-IMAGE = "https://cdn.example.com/inputs/portrait.png"
-VIDEO = "https://cdn.example.com/inputs/clip.mp4"
+# Inputs are probed before anything is spent: real files, served on loopback (LOCAL_ALLOW_HTTP_LOOPBACK).
+IMAGE = f"{sample_media().base}/image.png"
+VIDEO = f"{sample_media().base}/clip.mp4?duration=4"
 
 MODES: dict[str, dict[str, Any]] = {
     "text-to-video": {"mode": "text-to-video", "prompt": "A lighthouse at dawn", "duration": 3},

@@ -49,7 +49,7 @@ from kling_pipeline.providers.base import (
 )
 from kling_pipeline.providers.registry import get_providers, get_router
 from kling_pipeline.providers.router import Router, least_bad
-from kling_pipeline.services.inputs import check_s3_images, presigned
+from kling_pipeline.services.inputs import check_images, presigned
 from kling_pipeline.store.elements import get_element_store
 
 # The providers with custom elements (docs/providers.md); kling3api has none.
@@ -73,7 +73,7 @@ def create_element(body: Mapping[str, Any], *, tenant_id: str) -> Element:
     # Rule 5 on the bytes of every s3:// image; each must be the tenant's own upload (as for generations).
     images = [("frontal_image", request.frontal_image)]
     images += [(f"reference_images[{index}]", url) for index, url in enumerate(request.reference_images)]
-    check_s3_images(images, tenant_id=tenant_id)
+    check_images(images, tenant_id=tenant_id)
     providers = element_providers()
     if not providers:
         offered = ", ".join(name.value for name in ELEMENT_PROVIDERS)

@@ -32,7 +32,7 @@ from kling_pipeline.providers.registry import get_providers, get_router
 from kling_pipeline.providers.router import Router
 from kling_pipeline.services import lifecycle
 from kling_pipeline.services.elements import element_router
-from kling_pipeline.services.inputs import check_s3_inputs, with_presigned_inputs
+from kling_pipeline.services.inputs import check_inputs, with_presigned_inputs
 from kling_pipeline.services.tokens import callback_token
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.media import get_media_store
@@ -41,7 +41,7 @@ from kling_pipeline.store.media import get_media_store
 def validated_request(body: Mapping[str, Any], *, tenant_id: str) -> GenerationRequest:
     """Every check that can fail on the caller's input, before anything is written or spent."""
     request = parse_generation_request(body)
-    return check_s3_inputs(request, tenant_id=tenant_id)
+    return check_inputs(request, tenant_id=tenant_id)
 
 
 def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = "api") -> Generation:
