@@ -364,3 +364,16 @@ def test_the_example_rule_routes_generation_succeeded_only() -> None:
     assert not matches("Generation Failed")
     assert not matches("Generation Request Rejected")
     assert not matches("Generation Succeeded", source="someone.else")
+
+
+def test_events_and_get_say_where_a_generation_came_from(
+    bus: Bus, invoke: Callable[[dict[str, Any]], dict[str, Any]], event: Event
+) -> None:
+    requested = event("event_trigger/generation_requested")
+    invoke(requested)
+    [generation] = bus.generations("tenant-a")
+
+    assert event_detail(generation)["source"] == f"eventbridge:{requested['id']}"
+    assert generation.public()["source"] == f"eventbridge:{requested['id']}"
+    for name in ("generation-succeeded", "generation-failed"):
+        assert "source" in schema(name)["required"]

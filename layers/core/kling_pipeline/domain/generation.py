@@ -80,7 +80,6 @@ _INTERNAL_FIELDS = {
     "tenant_id",
     "submit_attempts",
     "deadline_at",
-    "source",
     "announced",
 }
 

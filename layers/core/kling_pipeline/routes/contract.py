@@ -198,6 +198,7 @@ class GenerationResource(BaseModel):
                     }
                 ],
                 "metadata": {"campaign": "spring"},
+                "source": "api",
             }
         },
     )
@@ -217,6 +218,10 @@ class GenerationResource(BaseModel):
     outputs: list[OutputOut] = Field(default_factory=list)
     error: ProblemOut | None = Field(default=None, description="Why it failed (failed only).")
     metadata: dict[str, str] = Field(default_factory=dict)
+    source: str = Field(
+        default="api",
+        description="What created it: `api`, the `s3://bucket/key` of an upload, or `eventbridge:<event id>`.",
+    )
 
 
 class GenerationList(BaseModel):

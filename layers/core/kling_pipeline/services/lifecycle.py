@@ -73,6 +73,7 @@ def event_detail(generation: Generation) -> dict[str, Any]:
         "actual_cost": generation.actual_cost.model_dump(mode="json") if generation.actual_cost else None,
         "error": generation.error.model_dump(mode="json") if generation.error else None,
         "metadata": generation.metadata,
+        "source": generation.source,
         "created_at": rfc3339(generation.created_at),
         "updated_at": rfc3339(generation.updated_at),
     }
