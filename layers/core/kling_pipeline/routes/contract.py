@@ -220,7 +220,7 @@ class GenerationResource(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     source: str = Field(
         default="api",
-        description="What created it: `api`, the `s3://bucket/key` of an upload, or `eventbridge:<event id>`.",
+        description="What created it: `api`, the `s3://bucket/key` of an upload or `eventbridge:<event id>`.",
     )
 
 
