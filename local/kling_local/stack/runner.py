@@ -38,6 +38,7 @@ from kling_local.stack.environment import (
     provider_secret_value,
     reset_process_caches,
     stack_environment,
+    webhook_secret_value,
 )
 from kling_local.stack.frontdoor import FrontDoor
 from kling_local.stack.intrinsics import Resolver, StackContext
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STACK_NAME: Final = "kling-pipeline-local"
 PROVIDER_CREDENTIALS: Final = "ProviderCredentialsSecret"
+WEBHOOK_SECRET: Final = "WebhookSigningSecret"  # noqa: S105 - a logical id, not a secret
 MEDIA_BUCKET: Final = "MediaBucket"
 EVENT_BUS: Final = "EventBus"
 
@@ -251,7 +253,10 @@ class LocalStack:
             resolver,
             specs,
             endpoint_url=self.aws_endpoint_url,
-            secret_values={PROVIDER_CREDENTIALS: provider_secret_value()},
+            secret_values={
+                PROVIDER_CREDENTIALS: provider_secret_value(),
+                WEBHOOK_SECRET: webhook_secret_value(),
+            },
             max_visibility_timeout_s=self._max_visibility_timeout_s,
             invoke_url=invoke_url,
         ).provision()
