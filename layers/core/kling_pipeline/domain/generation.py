@@ -70,6 +70,8 @@ class Generation(BaseModel):
     deadline_at: datetime | None = None
     # Set once the terminal event is on the bus; a terminal generation without it is announced again.
     announced: bool = False
+    # Who is publishing the terminal event right now: others leave it alone until this passes (a crash).
+    announce_claimed_until: datetime | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON body users see (tenant and internal bookkeeping left out)."""
@@ -81,6 +83,7 @@ _INTERNAL_FIELDS = {
     "submit_attempts",
     "deadline_at",
     "announced",
+    "announce_claimed_until",
 }
 
 

@@ -6,6 +6,7 @@ everyone else gets None back and publishes nothing, so each generation announces
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,6 +19,8 @@ from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services import webhooks
 from kling_pipeline.store.generations import get_generation_store
 
+# How long a claimed announcement is left to its publisher (an EventBridge PutEvents plus an SQS send).
+ANNOUNCE_CLAIM = timedelta(seconds=60)
 SUCCEEDED_EVENT = "Generation Succeeded"
 FAILED_EVENT = "Generation Failed"
 
@@ -80,9 +83,24 @@ def event_detail(generation: Generation) -> dict[str, Any]:
 
 
 def announce(generation: Generation) -> None:
-    """Publish the terminal event, then remember it was published (at least once, never skipped)."""
+    """Publish the terminal event, then remember it was published (at least once, never skipped).
+
+    Once per state in a normal run: the publisher first claims the announcement (a compare-and-set with a
+    short expiry), so another looker arriving mid-publish (a duplicate callback's ingest, the poller, the
+    safety net) leaves it alone; only a claim a crash left behind expires and is announced again.
+    """
     if generation.status is Status.CANCELED or generation.announced:
         return
+    now = utcnow()
+
+    def claim(current: Generation) -> Generation | None:
+        claimed = current.announce_claimed_until
+        if current.announced or (claimed is not None and claimed > now):
+            return None
+        return current.model_copy(update={"announce_claimed_until": now + ANNOUNCE_CLAIM})
+
+    if get_generation_store().update(generation.id, claim) is None:
+        return  # announced already, or being announced right now
     detail_type = SUCCEEDED_EVENT if generation.status is Status.SUCCEEDED else FAILED_EVENT
     try:
         messaging.publish(detail_type, event_detail(generation))
@@ -92,9 +110,19 @@ def announce(generation: Generation) -> None:
         # it again, so a failed publish must neither undo nor fail the caller's work.
         logger.exception("outcome not announced yet", extra={"generation_id": generation.id})
         metrics.add_metric(name="AnnounceDeferred", unit=MetricUnit.Count, value=1)
+        get_generation_store().update(generation.id, _release_claim)
         return
 
     def mark(current: Generation) -> Generation | None:
-        return None if current.announced else current.model_copy(update={"announced": True})
+        if current.announced:
+            return None
+        return current.model_copy(update={"announced": True, "announce_claimed_until": None})
 
     get_generation_store().update(generation.id, mark)
+
+
+def _release_claim(current: Generation) -> Generation | None:
+    """A failed publish gives the announcement back at once: the next looker retries it."""
+    if current.announce_claimed_until is None:
+        return None
+    return current.model_copy(update={"announce_claimed_until": None})
