@@ -216,7 +216,7 @@ def test_a_callback_that_only_reports_progress_is_kept_but_not_ingested(
     reset_caches()
     get_generation_store().create(stored_generation(status=Status.SUBMITTED))
 
-    accept_callback("kling", "gen_test", callback_token("gen_test"), body)
+    accept_callback("kling", "gen_test", callback_token("gen_test", "kling"), body)
 
     receipts = (
         boto3.resource("dynamodb")
