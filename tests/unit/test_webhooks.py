@@ -232,6 +232,29 @@ def test_failed_generations_send_generation_failed(env: Env) -> None:
     assert route.calls.last.request.headers["webhook-id"] == f"msg_{generation.id}_failed"
 
 
+def test_every_attempt_of_a_webhook_id_carries_the_same_body(env: Env) -> None:
+    # Found by the chaos run: the `announced` mark written after the outcome moved updated_at, so a
+    # retry's body differed from the first attempt's under the same webhook-id.
+    generation = make_generation()
+    with respx.mock(assert_all_called=True) as mock:
+        route = mock.post(HOOK).mock(side_effect=[httpx.Response(500), httpx.Response(200)])
+        webhooks.deliver(message_for(generation))
+        (second,) = env.queued()
+        lifecycle.announce(get_generation_store().get(generation.id))  # marks it: updated_at moves
+        assert get_generation_store().get(generation.id).updated_at != generation.updated_at
+        webhooks.deliver(due(second))
+
+    def comparable(call: Any) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(call.request.content)
+        for output in body["data"]["outputs"]:
+            output.pop("url")  # presigned afresh for each attempt, so it is valid when it arrives
+        return body
+
+    first, retry = (comparable(call) for call in route.calls)
+    assert first == retry
+    assert first["data"]["updated_at"] == first["timestamp"]
+
+
 # ---- retry schedule --------------------------------------------------------------------------------------
 
 

@@ -97,6 +97,9 @@ def webhook_payload(generation: Generation, occurred_at: datetime) -> dict[str, 
     media = get_media_store()
     ttl = get_settings().presign_ttl_s
     data = lifecycle.event_detail(generation)
+    # Every attempt of one webhook-id carries the same body: bookkeeping written after the outcome
+    # (the `announced` mark, a lease) moves the record's updated_at, so the outcome's time is used.
+    data["updated_at"] = rfc3339(occurred_at)
     data["outputs"] = [
         output.model_copy(update={"url": media.presign_get(output.bucket, output.key, ttl)}).model_dump(
             mode="json"
