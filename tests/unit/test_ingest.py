@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterator
+from datetime import timedelta
 
 import boto3
 import httpx
@@ -12,9 +13,10 @@ import pytest
 import respx
 
 from kling_local.mp4gen import make_mp4
+from kling_pipeline.domain.generation import utcnow
 from kling_pipeline.domain.status import Status
 from kling_pipeline.services.download import DownloadFailed
-from kling_pipeline.services.ingest import IngestMessage, ingest
+from kling_pipeline.services.ingest import IngestBusy, IngestMessage, ingest
 from kling_pipeline.store.generations import get_generation_store
 
 from .conftest import PROVIDER, stored_generation
@@ -204,3 +206,38 @@ def test_an_endless_output_is_cut_off_at_the_limit(
     assert result.error is not None and result.error.code == "invalid_output"
     assert stream.pulled <= small_output_limit + 2 * 1024 * 1024
     assert stored_objects() == [] and open_uploads() == []
+
+
+@respx.mock(assert_all_called=False)
+def test_taking_over_a_dead_ingests_lease_aborts_the_upload_it_left_open(
+    aws: None, video: bytes, respx_mock: respx.MockRouter
+) -> None:
+    # Found by the chaos run: an ingest that dies mid-upload (no except/finally runs) leaves its lease
+    # and an open multipart upload; the next ingest took the expired lease but left the upload behind.
+    s3 = boto3.client("s3")
+    s3.create_multipart_upload(Bucket="media", Key=KEY)
+
+    # ... its holder died: the lease it took an hour ago has run out, and nobody released it
+    store = get_generation_store()
+    assert store.claim_ingest(
+        "gen_test", now=utcnow() - timedelta(hours=1), lease=timedelta(seconds=1)
+    ).claimed
+    respx_mock.get(url__regex=rf"{PROVIDER}/v1/videos/[a-z0-9-]+/{TASK}").mock(
+        return_value=succeeded(f"{PROVIDER}/files/v.mp4")
+    )
+    respx_mock.get(f"{PROVIDER}/files/v.mp4").mock(return_value=httpx.Response(200, content=video))
+
+    result = ingest(IngestMessage(generation_id="gen_test"))
+
+    assert result is not None and result.status is Status.SUCCEEDED
+    assert stored_objects() == [KEY] and open_uploads() == []
+
+
+@respx.mock(assert_all_called=False)
+def test_a_live_lease_keeps_other_ingests_out(aws: None, respx_mock: respx.MockRouter) -> None:
+    assert get_generation_store().claim_ingest("gen_test", now=utcnow(), lease=timedelta(seconds=60)).claimed
+    respx_mock.get(url__regex=rf"{PROVIDER}/v1/videos/[a-z0-9-]+/{TASK}").mock(
+        return_value=succeeded(f"{PROVIDER}/files/v.mp4")
+    )
+    with pytest.raises(IngestBusy):
+        ingest(IngestMessage(generation_id="gen_test"))

@@ -448,9 +448,22 @@ def test_the_terminal_event_queues_the_first_delivery_once(env: Env) -> None:
         "occurred_at": done.updated_at.isoformat().replace("+00:00", "Z"),
         "not_before": None,
     }
-    # An announce repeated (the "announced" mark was lost) does not queue a second sequence
+    # An announce repeated (the "announced" mark was lost) queues the same first delivery again: the
+    # earlier announce may have died between its marker and the queue (found by the chaos run)
     webhooks.schedule_first_delivery(done)
-    assert len(env.queued()) == 1
+    again = env.queued()[-1]
+    assert len(env.queued()) == 2 and again.body == first.body
+
+
+def test_an_announce_that_died_after_its_marker_still_gets_its_webhook_queued(env: Env) -> None:
+    # Found by the chaos run: a crash right after the marker's PutItem (or that PutItem applied with its
+    # answer dropped, then refused on retry) left a marker without a queued message, for ever.
+    generation = make_generation()
+    get_delivery_store().open_first_sequence(generation.id, generation.updated_at)  # ... and died here
+    assert env.queued() == []
+    lifecycle.announce(generation)  # whoever looks next announces again
+    (first,) = env.queued()
+    assert first.body["generation_id"] == generation.id and first.body["sequence"] == 1
 
 
 def test_no_webhook_url_no_delivery(env: Env) -> None:

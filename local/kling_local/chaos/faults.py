@@ -18,6 +18,7 @@ operations). Counts of what was injected are kept for the accounting.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -123,18 +124,21 @@ def _error_response(service: str, kind: FaultKind, headers: Any) -> tuple[int, d
     throttled = kind == "throttle"
     if service == "s3":
         code, status = ("SlowDown", 503) if throttled else ("InternalError", 500)
-        body = f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>injected</Message></Error>"
-        return status, {"Content-Type": "application/xml"}, body.encode()
+        xml = f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+        return status, {"Content-Type": "application/xml"}, xml.encode()
     if headers.get("X-Amz-Target") or "json" in (headers.get("Content-Type") or ""):
         code = _JSON_THROTTLE.get(service, "ThrottlingException") if throttled else "InternalFailure"
-        body = json.dumps({"__type": code, "message": "injected fault"}).encode()
+        payload = json.dumps({"__type": code, "message": "injected fault"}).encode()
         return (
             (400 if throttled else 500),
             {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code},
-            body,
+            payload,
         )
     code = "Throttling" if throttled else "InternalFailure"
-    xml = f"<ErrorResponse><Error><Type>Receiver</Type><Code>{code}</Code><Message>injected</Message></Error></ErrorResponse>"
+    xml = (
+        "<ErrorResponse><Error><Type>Receiver</Type>"
+        f"<Code>{code}</Code><Message>injected</Message></Error></ErrorResponse>"
+    )
     return (400 if throttled else 500), {"Content-Type": "text/xml"}, xml.encode()
 
 
@@ -241,10 +245,8 @@ class FaultProxy:
     def _drop(request: BaseHTTPRequestHandler) -> None:
         """Close the client's connection without a byte of answer."""
         request.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             request.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -64,7 +64,7 @@ class ChaosConfig:
     task_deadline_s: int = 45
     settle_timeout_s: float = 300.0
     visibility_timeout_s: int = 3
-    storm_extra_s: float = 5.0  # faults stay on this long after the last create
+    storm_extra_s: float = 30.0  # AWS and provider faults stay on this long after the last create
 
     def simulator_storm(self) -> dict[str, Any]:
         """The provider's knobs, all at once."""
@@ -79,7 +79,7 @@ class ChaosConfig:
             "create_lost_response_count": max(2, self.generations // 20),
             "download_fail_after_bytes": 20_000,
             "download_fail_count": max(2, self.generations // 20),
-            "link_ttl_s": 6.0,
+            "link_ttl_s": 20.0,
         }
 
 
@@ -209,6 +209,7 @@ class Submission:
     outcome: str = "pending"  # accepted | refused | gave_up
     attempts: int = 0
     create_status: int | None = None
+    create_answer: str = ""
 
 
 @dataclass
@@ -254,6 +255,8 @@ class ChaosRun:
             "SUBMIT_RETRY_MAX_S": "3",
             "WEBHOOK_RETRY_SCHEDULE_S": "0,1,2,2,3,3,5,5",
             "HTTP_TIMEOUT_S": "10",
+            # Time is compressed like every other knob: a crashed ingest's lease runs out in seconds.
+            "INGEST_LEASE_S": "5",
         }
         return StackChildConfig(
             aws_endpoint_url=self._endpoint.url,
@@ -341,6 +344,7 @@ class ChaosRun:
                 time.sleep(1.0)
                 continue
             submission.create_status = response.status_code
+            submission.create_answer = response.text[:300]
             if response.status_code in (200, 201, 202):
                 submission.generation_id = response.json()["id"]
                 submission.outcome = "accepted"
@@ -581,6 +585,7 @@ class Accounting:
             "webhook_ids": hooks["ids"],
             "webhook_duplicates_received": hooks["duplicates"],
             "events_by_type": events["by_type"],
+            "dlq_messages": {name: len(bodies) for name, bodies in dlq.items() if bodies},
             "aws_calls_through_proxy": run.proxy.summary()["calls"],
             "aws_faults_injected": run.proxy.summary()["by_kind"],
             "handler_crashes_injected": len(record.crashes),
@@ -604,7 +609,12 @@ class Accounting:
             "generations_with_two_webhook_ids": len(hooks["two_ids"]),
             "terminal_generations_without_event": len(events["missing"]),
             "generations_with_events_of_two_outcomes": len(events["conflicting"]),
-            "dlq_messages": sum(len(v) for v in dlq.values()),
+            "dlq_messages_of_unfinished_generations": sum(
+                1
+                for bodies in dlq.values()
+                for body in bodies
+                if final.get(_generation_in_body(body) or "", {}).get("status") not in TERMINAL
+            ),
             "forged_callbacks_accepted": sum(1 for code in record.forged if 200 <= code < 300),
         }
         details = {
@@ -622,9 +632,14 @@ class Accounting:
             "aws_faults_by_operation": run.proxy.summary()["by_operation"],
             "forged_callback_answers": dict(Counter(record.forged)),
             "final": {
-                gid: [i["status"], (i.get("error") or {}).get("code"), i.get("provider")]
+                gid: [i["status"], (i.get("error") or {}).get("message"), i.get("provider")]
                 for gid, i in sorted(final.items())
             },
+            "paid_tasks_of_violations": {
+                str(v["id"]): [t for t in run.sim.tasks() if str(v["id"]) in json.dumps(t)]
+                for v in paid_violations
+            },
+            "refused_create_answers": [s.create_answer for s in record.submissions if s.outcome == "refused"],
             "refused_create_statuses": dict(
                 Counter(s.create_status for s in record.submissions if s.outcome == "refused")
             ),
@@ -669,6 +684,15 @@ def _generation_in(text: str | None) -> str | None:
         if part.startswith("gen_"):
             return part
     return None
+
+
+def _generation_in_body(body: str) -> str | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    found = value.get("generation_id") if isinstance(value, dict) else None
+    return str(found) if found else _generation_in(body)
 
 
 def _comparable(body: str) -> Any:
@@ -738,7 +762,7 @@ def _event_accounting(sqs: Any, queue_url: str, final: dict[str, dict[str, Any]]
     )
     return {
         "by_type": dict(by_type),
-        "missing": missing,
+        "missing": {gid: dict(per_generation.get(gid, {})) for gid in missing},
         "conflicting": conflicting,
         "per_generation_max": max((sum(c.values()) for c in per_generation.values()), default=0),
     }
@@ -749,7 +773,7 @@ def _dlq_contents(sqs: Any) -> dict[str, list[str]]:
     for url in sqs.list_queues().get("QueueUrls", []):
         if not url.lower().endswith("dlq") and "dlq" not in url.rsplit("/", 1)[-1].lower():
             continue
-        bodies = []
+        bodies: list[str] = []
         for _ in range(100):
             batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)
             messages = batch.get("Messages", [])

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from kling_pipeline.config import get_settings
 from kling_pipeline.domain.generation import Cost, Generation, Output, utcnow
 from kling_pipeline.domain.media import NotAnMp4
 from kling_pipeline.domain.status import Status
@@ -19,12 +20,12 @@ from kling_pipeline.providers.base import Provider, ProviderName, ProviderTask
 from kling_pipeline.providers.registry import get_providers
 from kling_pipeline.services import lifecycle
 from kling_pipeline.services.download import LinkExpired, open_download
-from kling_pipeline.store.generations import get_generation_store
+from kling_pipeline.store.generations import IngestClaim, get_generation_store
 from kling_pipeline.store.media import MediaStore, StoredVideo, get_media_store
 
-# One ingest at a time per generation (the store's ingest lease): a duplicate callback arriving mid-download
-# is retried later instead of downloading the same video twice. A crashed holder's lease simply runs out.
-LEASE = timedelta(minutes=15)
+# One ingest at a time per generation (the store's ingest lease, INGEST_LEASE_S): a duplicate callback
+# arriving mid-download is retried later instead of downloading the same video twice. A crashed holder's
+# lease simply runs out; whoever takes it over aborts the multipart upload the dead holder left open.
 
 __all__ = ["IngestBusy", "IngestMessage", "apply_task", "ingest", "ingest_generation"]
 
@@ -39,7 +40,7 @@ def ingest(message: IngestMessage) -> Generation | None:
     Reads the generation and takes its ingest lease in one call; a final one is only announced (if a crash
     came between its write and its event), and one another worker is ingesting is retried later."""
     store = get_generation_store()
-    claim = store.claim_ingest(message.generation_id, now=utcnow(), lease=LEASE)
+    claim = _claim(message.generation_id)
     generation = claim.generation
     if generation is None:
         logger.warning("ingest for an unknown generation", extra={"generation_id": message.generation_id})
@@ -53,6 +54,19 @@ def ingest(message: IngestMessage) -> Generation | None:
         if claim.claimed and (result is None or not result.status.is_terminal):
             store.release_ingest(generation.id)
     return result
+
+
+def _claim(generation_id: str) -> IngestClaim:
+    """Take the ingest lease; taken over from a dead holder, first abort the upload it left open."""
+    lease = timedelta(seconds=get_settings().ingest_lease_s)
+    claim = get_generation_store().claim_ingest(generation_id, now=utcnow(), lease=lease)
+    if claim.claimed and claim.taken_over and claim.generation is not None:
+        get_media_store().abort_open_uploads(_outputs_prefix(claim.generation))
+    return claim
+
+
+def _outputs_prefix(generation: Generation) -> str:
+    return f"outputs/{generation.tenant_id}/{generation.id}/"
 
 
 def ingest_generation(generation: Generation, *, leased: bool = False) -> Generation | None:
@@ -99,7 +113,7 @@ def apply_task(generation: Generation, task: ProviderTask, *, leased: bool = Fal
 def _store_outputs(generation: Generation, task: ProviderTask, *, leased: bool) -> Generation | None:
     store = get_generation_store()
     if not leased:  # the fallback poller: one ingest at a time per generation
-        claim = store.claim_ingest(generation.id, now=utcnow(), lease=LEASE)
+        claim = _claim(generation.id)
         if not claim.claimed:
             if claim.generation is not None and claim.generation.status.is_terminal:
                 return claim.generation
@@ -132,7 +146,7 @@ def _download_all(generation: Generation, task: ProviderTask) -> list[Output]:
     media = get_media_store()
     outputs: list[Output] = []
     for index, output in enumerate(task.outputs):
-        key = f"outputs/{generation.tenant_id}/{generation.id}/video-{index + 1}.mp4"
+        key = f"{_outputs_prefix(generation)}video-{index + 1}.mp4"
         try:
             stored = _download(media, key, output.url, source=generation.id)
         except LinkExpired:

@@ -119,7 +119,12 @@ def schedule_first_delivery(generation: Generation) -> None:
     store = get_delivery_store()
     sequence = store.open_first_sequence(generation.id, generation.updated_at)
     if sequence is None:
-        return  # an earlier announce of the same outcome already queued it
+        # An earlier announce opened the sequence but did not finish (announce only runs again then): it
+        # may have died between the marker and the queue, or the marker's put was applied with its answer
+        # lost and the retried put refused. Queue it again — at least once, under the same webhook-id.
+        sequence = store.first_sequence(generation.id)
+        if sequence is None:
+            return
     message = DeliveryMessage(generation_id=generation.id, occurred_at=sequence.occurred_at)
     try:
         _enqueue(message, delay_s=get_settings().webhook_retry_schedule_s[0])

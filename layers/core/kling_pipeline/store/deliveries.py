@@ -82,6 +82,15 @@ class DeliveryStore:
             raise
         return DeliverySequence(number=1, occurred_at=occurred_at)
 
+    def first_sequence(self, generation_id: str) -> DeliverySequence | None:
+        """Sequence 1 as an earlier announce opened it (its occurred_at keeps the webhook body the same)."""
+        item = self._table.get_item(
+            Key={"pk": GenerationStore.partition_key(generation_id), "sk": _MARKER_SK}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return DeliverySequence(number=1, occurred_at=datetime.fromisoformat(str(item["occurred_at"])))
+
     def forget_first_sequence(self, generation_id: str) -> None:
         """Undo `open_first_sequence` when its message could not be queued, so a retry schedules it."""
         try:

@@ -34,6 +34,9 @@ class IngestClaim:
 
     generation: Generation | None
     claimed: bool
+    # Claimed from an expired lease: its holder died mid-ingest (a live one releases it) and may have left
+    # a multipart upload open.
+    taken_over: bool = False
 
 
 class GenerationStore(DocumentStore[Generation]):
@@ -74,7 +77,8 @@ class GenerationStore(DocumentStore[Generation]):
                     ":now": int(now.timestamp()),
                     **terminal,
                 },
-                ReturnValues="ALL_NEW",
+                # The old item: the same document (only the lease changes) plus the lease it replaced.
+                ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )["Attributes"]
         except ClientError as exc:
@@ -87,7 +91,8 @@ class GenerationStore(DocumentStore[Generation]):
             self.remember(generation_id, doc_json, version)
             return IngestClaim(Generation.model_validate_json(doc_json), claimed=False)
         doc_json, version = self.remember_item(generation_id, item)
-        return IngestClaim(Generation.model_validate_json(doc_json), claimed=True)
+        generation = Generation.model_validate_json(doc_json)
+        return IngestClaim(generation, claimed=True, taken_over=_LEASE in item)
 
     def release_ingest(self, generation_id: str) -> None:
         try:

@@ -93,6 +93,15 @@ class MediaStore:
             raise
         return StoredVideo(self.bucket, key, total, digest.hexdigest(), summary)
 
+    def abort_open_uploads(self, prefix: str) -> int:
+        """Abort the multipart uploads under `prefix` a dead ingest left open (the bucket's lifecycle rule
+        would take a day); returns how many."""
+        listing = self._s3.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+        uploads = listing.get("Uploads", [])
+        for upload in uploads:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        return len(uploads)
+
     def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
         return self._s3.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl_s
