@@ -568,6 +568,7 @@ class Accounting:
                         {"id": gid, "s3": digest, "record": output.get("sha256"), "provider": expected}
                     )
         orphans = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        dropped_creates = run.proxy.injected.get("s3.CreateMultipartUpload:drop_after_apply", 0)
 
         hooks = _webhook_accounting(run.webhooks.messages, final)
         events = _event_accounting(run.aws("sqs"), events_queue, final)
@@ -585,6 +586,8 @@ class Accounting:
             "webhook_ids": hooks["ids"],
             "webhook_duplicates_received": hooks["duplicates"],
             "events_by_type": events["by_type"],
+            "orphaned_multipart_uploads": len(orphans),
+            "create_multipart_answers_dropped": dropped_creates,
             "dlq_messages": {name: len(bodies) for name, bodies in dlq.items() if bodies},
             "aws_calls_through_proxy": run.proxy.summary()["calls"],
             "aws_faults_injected": run.proxy.summary()["by_kind"],
@@ -597,13 +600,17 @@ class Accounting:
         }
         must_be_zero = {
             "client_gave_up": outcomes.get("gave_up", 0),
+            "valid_creates_refused": outcomes.get("refused", 0),
             "stuck_not_final": len(stuck),
             "paid_tasks_not_exactly_one": len(paid_violations),
             "paid_tasks_unattributed": unattributed,
             "succeeded_without_s3_object": len(missing_object),
             "succeeded_sha256_mismatch": len(wrong_bytes),
             "status_regressions": len(watcher.regressions),
-            "orphaned_multipart_uploads": len(orphans),
+            # A CreateMultipartUpload applied but answered by a dropped connection leaves an upload whose
+            # id nobody ever saw; the bucket's AbortIncompleteMultipartUpload rule (1 day) removes it.
+            # Any orphan beyond those is a leak.
+            "orphaned_multipart_uploads_unexplained": max(0, len(orphans) - dropped_creates),
             "terminal_webhook_generations_without_message": len(hooks["missing"]),
             "webhook_ids_with_differing_bodies": len(hooks["differing"]),
             "generations_with_two_webhook_ids": len(hooks["two_ids"]),

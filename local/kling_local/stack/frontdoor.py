@@ -44,6 +44,14 @@ INTEGRATION_TIMEOUT_S: Final = 29.0
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
+NOOP_PATH: Final = "/_local/noop"
+
+
+async def _noop(request: Request) -> Response:
+    """The front door's own cost (HTTP + routing, no handler): the baseline of the load run's latencies."""
+    return Response(status_code=204)
+
+
 class FrontDoor:
     """The API on a socket bound at construction, so its URL is known before the stack is wired."""
 
@@ -77,7 +85,12 @@ class FrontDoor:
         return responses.render(error, str(uuid.uuid4()))
 
     def start(self) -> None:
-        app = Starlette(routes=[StarletteRoute("/{path:path}", self._handle, methods=_METHODS)])
+        app = Starlette(
+            routes=[
+                StarletteRoute(NOOP_PATH, _noop, methods=["GET"]),
+                StarletteRoute("/{path:path}", self._handle, methods=_METHODS),
+            ]
+        )
         self._http.start(app, ws="none")
 
     def stop(self) -> None:
