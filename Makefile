@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lint typecheck cfn-lint unit integration test demo local simulate bench clean
+.PHONY: venv lint typecheck cfn-lint unit integration test demo local simulate bench chaos load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,14 @@ bench: venv
 	$(BIN)/python -m bench.cost
 	$(BIN)/python -m bench.ingest_memory
 	$(BIN)/python -m bench.report
+
+# The full chaos run (≈300 generations, every fault at once; results in bench/results/chaos.json).
+chaos: venv
+	$(BIN)/python -m bench.chaos
+
+# Sustained creates and callbacks on the local stack (results in bench/results/load.json).
+load: venv
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf $(VENV) .local out .aws-sam .mypy_cache .ruff_cache .pytest_cache
