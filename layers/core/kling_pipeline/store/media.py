@@ -99,7 +99,9 @@ class MediaStore:
         listing = self._s3.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
         uploads = listing.get("Uploads", [])
         for upload in uploads:
-            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            self._s3.abort_multipart_upload(
+                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
         return len(uploads)
 
     def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
