@@ -59,3 +59,41 @@ def test_a_claim_left_by_a_crash_expires_and_the_outcome_is_announced(
     lifecycle.announce(generation)
 
     assert sent == [generation.id]
+
+
+def test_a_live_claim_keeps_the_lookers_watching_until_the_outcome_is_announced(
+    pipeline_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the chaos run: a process that died right after claiming left the claim; the poller's last
+    # poll, the ingest of a duplicate callback and the safety net each saw "being announced", stopped
+    # watching, and the event and the webhook were never sent.
+    from kling_pipeline.services.fallback import PollState, poll_step
+    from kling_pipeline.services.ingest import IngestMessage, ingest
+    from kling_pipeline.services.submitter import SubmitMessage, retry_submission
+
+    sent: list[str] = []
+    monkeypatch.setattr(messaging, "publish", lambda detail_type, detail: sent.append(detail["id"]))
+    dead_claim = utcnow() + timedelta(seconds=30)
+    generation = stored_generation(status=Status.FAILED).model_copy(
+        update={"announce_claimed_until": dead_claim}
+    )
+    get_generation_store().create(generation)
+
+    # While the claim lasts, nobody publishes — and nobody stops looking
+    assert lifecycle.announce(generation) is False
+    assert poll_step(PollState(generation_id=generation.id, wait_s=5)).done is False
+    with pytest.raises(lifecycle.AnnouncementPending):
+        ingest(IngestMessage(generation_id=generation.id))
+    with pytest.raises(lifecycle.AnnouncementPending):
+        retry_submission(SubmitMessage(generation_id=generation.id))
+    assert sent == []
+
+    # Once it has expired, the next look announces, and then the poller is done
+    def expired(current: Any) -> Any:
+        return current.model_copy(update={"announce_claimed_until": utcnow() - timedelta(seconds=1)})
+
+    get_generation_store().update(generation.id, expired)
+    assert poll_step(PollState(generation_id=generation.id, wait_s=5)).done is True
+    assert sent == [generation.id]
+    retry_submission(SubmitMessage(generation_id=generation.id))  # announced: nothing pending
+    assert sent == [generation.id]

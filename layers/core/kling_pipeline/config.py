@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     task_deadline_s: int = Field(default=7200, ge=1)
     # How long an ingest holds its generation; a crashed holder blocks re-ingest for this long.
     ingest_lease_s: int = Field(default=900, ge=1)
+    # How long a claimed announcement is left to its publisher (an EventBridge PutEvents plus an SQS send).
+    announce_claim_s: int = Field(default=60, ge=1)
 
     # Resources (set by template.yaml or the local stack).
     aws_region: str = "us-east-1"

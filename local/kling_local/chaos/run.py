@@ -257,6 +257,7 @@ class ChaosRun:
             "HTTP_TIMEOUT_S": "10",
             # Time is compressed like every other knob: a crashed ingest's lease runs out in seconds.
             "INGEST_LEASE_S": "5",
+            "ANNOUNCE_CLAIM_S": "5",
         }
         return StackChildConfig(
             aws_endpoint_url=self._endpoint.url,

@@ -29,9 +29,9 @@ class PollState(BaseModel):
 def poll_step(state: PollState) -> PollState:
     generation = get_generation_store().get(state.generation_id)
     if generation is None or generation.status.is_terminal:
-        if generation is not None:
-            lifecycle.announce(generation)
-        return state.model_copy(update={"done": True})
+        # Final, but the poller stops only once the outcome is announced (a claim may be a dead one's).
+        done = generation is None or lifecycle.announce(generation)
+        return state.model_copy(update={"done": done})
     metrics.add_metric(name="FallbackPoll", unit=MetricUnit.Count, value=1)
     try:
         current = ingest_generation(generation)

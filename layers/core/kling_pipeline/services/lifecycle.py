@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from kling_pipeline import messaging
+from kling_pipeline.config import get_settings
 from kling_pipeline.domain.failures import public_failure_message
 from kling_pipeline.domain.generation import Cost, Generation, GenerationError, Output, rfc3339, utcnow
 from kling_pipeline.domain.status import Status
@@ -19,8 +20,6 @@ from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services import webhooks
 from kling_pipeline.store.generations import get_generation_store
 
-# How long a claimed announcement is left to its publisher (an EventBridge PutEvents plus an SQS send).
-ANNOUNCE_CLAIM = timedelta(seconds=60)
 SUCCEEDED_EVENT = "Generation Succeeded"
 FAILED_EVENT = "Generation Failed"
 
@@ -82,25 +81,39 @@ def event_detail(generation: Generation) -> dict[str, Any]:
     }
 
 
-def announce(generation: Generation) -> None:
+class AnnouncementPending(Exception):
+    """Another process claimed the announcement and has not marked it done yet (it may have died): the
+    caller must look again later instead of considering the outcome announced."""
+
+
+def announce(generation: Generation) -> bool:
     """Publish the terminal event, then remember it was published (at least once, never skipped).
 
     Once per state in a normal run: the publisher first claims the announcement (a compare-and-set with a
     short expiry), so another looker arriving mid-publish (a duplicate callback's ingest, the poller, the
     safety net) leaves it alone; only a claim a crash left behind expires and is announced again.
+
+    Returns whether the outcome is announced now. False (claimed by someone else, or the publish failed)
+    obliges a looker that would stop watching — the poller's last poll, an ingest or safety-net message —
+    to look again later: the claim's holder may have died after claiming (found by the chaos run: the
+    event and the webhook were then lost for good).
     """
     if generation.status is Status.CANCELED or generation.announced:
-        return
+        return True
     now = utcnow()
+    already_announced = False
 
     def claim(current: Generation) -> Generation | None:
+        nonlocal already_announced
+        already_announced = current.announced
         claimed = current.announce_claimed_until
         if current.announced or (claimed is not None and claimed > now):
             return None
-        return current.model_copy(update={"announce_claimed_until": now + ANNOUNCE_CLAIM})
+        until = now + timedelta(seconds=get_settings().announce_claim_s)
+        return current.model_copy(update={"announce_claimed_until": until})
 
     if get_generation_store().update(generation.id, claim) is None:
-        return  # announced already, or being announced right now
+        return already_announced  # announced already, or being announced right now
     detail_type = SUCCEEDED_EVENT if generation.status is Status.SUCCEEDED else FAILED_EVENT
     try:
         messaging.publish(detail_type, event_detail(generation))
@@ -111,7 +124,7 @@ def announce(generation: Generation) -> None:
         logger.exception("outcome not announced yet", extra={"generation_id": generation.id})
         metrics.add_metric(name="AnnounceDeferred", unit=MetricUnit.Count, value=1)
         get_generation_store().update(generation.id, _release_claim)
-        return
+        return False
 
     def mark(current: Generation) -> Generation | None:
         if current.announced:
@@ -119,6 +132,7 @@ def announce(generation: Generation) -> None:
         return current.model_copy(update={"announced": True, "announce_claimed_until": None})
 
     get_generation_store().update(generation.id, mark)
+    return True
 
 
 def _release_claim(current: Generation) -> Generation | None:

@@ -29,7 +29,8 @@ def retry_submission(message: SubmitMessage) -> None:
     if generation is None:
         return
     if generation.status.is_terminal:
-        lifecycle.announce(generation)
+        if not lifecycle.announce(generation):
+            raise lifecycle.AnnouncementPending(generation.id)  # the message comes back to look again
         return
     if generation.status is not Status.QUEUED:
         waited = (utcnow() - generation.created_at).total_seconds()
