@@ -238,6 +238,7 @@ class ChaosRun:
         self.api_port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.state: dict[str, Any] = {}
+        self.events = EventLog()
 
     # -- infrastructure ------------------------------------------------------------------------------
 
@@ -450,7 +451,7 @@ class ChaosRun:
                 self.record.settled_at_s = round(time.monotonic() - self._t0, 1)
                 break
             time.sleep(1.0)
-        self._await_announcements(final)
+        self._await_announcements(final, events_queue)
         watcher.stop()
         self.record.duration_s = round(time.monotonic() - self._t0, 1)
         crash_log = self.workdir / "crashes.jsonl"
@@ -458,7 +459,7 @@ class ChaosRun:
             self.record.crashes = [
                 json.loads(line)["boundary"] for line in crash_log.read_text().splitlines() if line.strip()
             ]
-        return Accounting.collect(self, final, watcher, events_queue)
+        return Accounting.collect(self, final, watcher)
 
     def _kill_at(self, times: list[float]) -> None:
         for at in times:
@@ -467,20 +468,23 @@ class ChaosRun:
                 time.sleep(delay)
             self.kill_stack()
 
-    def _await_announcements(self, final: dict[str, dict[str, Any]], timeout_s: float = 45.0) -> None:
-        """Webhooks trail the final state (retries): wait until each webhook generation got one."""
+    def _await_announcements(
+        self, final: dict[str, dict[str, Any]], events_queue: str, timeout_s: float = 60.0
+    ) -> None:
+        """Events and webhooks trail the final state (a pending announcement is looked at again after its
+        claim expires; webhooks retry): wait until every final outcome has both, or `timeout_s`."""
         assert self.webhooks is not None
-        wanted = {
-            gid
-            for gid, item in final.items()
-            if item["status"] in ("succeeded", "failed") and (item.get("request") or {}).get("webhook_url")
-        }
+        outcomes = {gid for gid, item in final.items() if item["status"] in OUTCOME_EVENTS}
+        wanted = {gid for gid in outcomes if (final[gid].get("request") or {}).get("webhook_url")}
+        sqs = self.aws("sqs")
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while True:
+            self.events.drain(sqs, events_queue)
             received = {_webhook_generation(m) for m in list(self.webhooks.messages)}
-            if wanted <= received:
+            evented = all(self.events.has_outcome(gid, final[gid]["status"]) for gid in outcomes)
+            if (wanted <= received and evented) or time.monotonic() > deadline:
                 return
-            time.sleep(0.5)
+            time.sleep(1.0)
 
 
 def _webhook_generation(message: dict[str, Any]) -> str | None:
@@ -522,9 +526,7 @@ class Accounting:
         return "\n".join(lines)
 
     @classmethod
-    def collect(
-        cls, run: ChaosRun, final: dict[str, dict[str, Any]], watcher: Watcher, events_queue: str
-    ) -> Accounting:
+    def collect(cls, run: ChaosRun, final: dict[str, dict[str, Any]], watcher: Watcher) -> Accounting:
         assert run.sim is not None and run.webhooks is not None and run.proxy is not None
         record = run.record
         accepted = {s.generation_id for s in record.submissions if s.generation_id}
@@ -572,7 +574,7 @@ class Accounting:
         dropped_creates = run.proxy.injected.get("s3.CreateMultipartUpload:drop_after_apply", 0)
 
         hooks = _webhook_accounting(run.webhooks.messages, final)
-        events = _event_accounting(run.aws("sqs"), events_queue, final)
+        events = _event_accounting(run.events, final)
         dlq = _dlq_contents(run.aws("sqs"))
 
         counts = {
@@ -740,26 +742,40 @@ def _webhook_accounting(messages: list[dict[str, Any]], final: dict[str, dict[st
     }
 
 
-def _event_accounting(sqs: Any, queue_url: str, final: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    per_generation: dict[str, Counter[str]] = defaultdict(Counter)
-    by_type: Counter[str] = Counter()
-    for _ in range(2000):
-        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-        messages = batch.get("Messages", [])
-        if not messages:
-            break
-        for message in messages:
-            event = json.loads(message["Body"])
-            detail = event.get("detail") or {}
-            by_type[event.get("detail-type", "?")] += 1
-            gid = detail.get("id") or detail.get("generation_id")
-            if gid:
-                per_generation[str(gid)][event.get("detail-type", "?")] += 1
-        sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-        )
-    outcome_types = {"succeeded": "Generation Succeeded", "failed": "Generation Failed"}
+OUTCOME_EVENTS = {"succeeded": "Generation Succeeded", "failed": "Generation Failed"}
+
+
+class EventLog:
+    """The pipeline's EventBridge events, as captured by the run's rule into an SQS queue."""
+
+    def __init__(self) -> None:
+        self.per_generation: dict[str, Counter[str]] = defaultdict(Counter)
+        self.by_type: Counter[str] = Counter()
+
+    def drain(self, sqs: Any, queue_url: str) -> None:
+        for _ in range(2000):
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            messages = batch.get("Messages", [])
+            if not messages:
+                return
+            for message in messages:
+                event = json.loads(message["Body"])
+                detail = event.get("detail") or {}
+                self.by_type[event.get("detail-type", "?")] += 1
+                gid = detail.get("id") or detail.get("generation_id")
+                if gid:
+                    self.per_generation[str(gid)][event.get("detail-type", "?")] += 1
+            sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+
+    def has_outcome(self, generation_id: str, status: str) -> bool:
+        return bool(self.per_generation[generation_id].get(OUTCOME_EVENTS.get(status, ""), 0))
+
+
+def _event_accounting(log: EventLog, final: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    per_generation, by_type, outcome_types = log.per_generation, log.by_type, OUTCOME_EVENTS
     missing = sorted(
         gid
         for gid, item in final.items()

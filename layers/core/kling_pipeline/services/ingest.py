@@ -76,9 +76,7 @@ def ingest_generation(generation: Generation, *, leased: bool = False) -> Genera
         _record_canceled_cost(generation)
         return generation
     if generation.status.is_terminal:
-        # A no-op unless a crash came between the write and the event; pending: the message comes back.
-        if not lifecycle.announce(generation):
-            raise lifecycle.AnnouncementPending(generation.id)
+        lifecycle.announce(generation)  # no-op unless a crash came between the write and the event
         return generation
     if generation.provider is None or generation.provider_task_id is None:
         return generation  # still queued for submission: nothing to ask the provider yet

@@ -16,6 +16,7 @@ from kling_pipeline.config import get_settings
 from kling_pipeline.domain.failures import public_failure_message
 from kling_pipeline.domain.generation import Cost, Generation, GenerationError, Output, rfc3339, utcnow
 from kling_pipeline.domain.status import Status
+from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services import webhooks
 from kling_pipeline.store.generations import get_generation_store
@@ -113,7 +114,9 @@ def announce(generation: Generation) -> bool:
         return current.model_copy(update={"announce_claimed_until": until})
 
     if get_generation_store().update(generation.id, claim) is None:
-        return already_announced  # announced already, or being announced right now
+        if not already_announced:  # being announced right now — or the claim is a dead process's
+            _look_again_later(generation.id)
+        return already_announced
     detail_type = SUCCEEDED_EVENT if generation.status is Status.SUCCEEDED else FAILED_EVENT
     try:
         messaging.publish(detail_type, event_detail(generation))
@@ -124,6 +127,7 @@ def announce(generation: Generation) -> bool:
         logger.exception("outcome not announced yet", extra={"generation_id": generation.id})
         metrics.add_metric(name="AnnounceDeferred", unit=MetricUnit.Count, value=1)
         get_generation_store().update(generation.id, _release_claim)
+        _look_again_later(generation.id)
         return False
 
     def mark(current: Generation) -> Generation | None:
@@ -133,6 +137,21 @@ def announce(generation: Generation) -> bool:
 
     get_generation_store().update(generation.id, mark)
     return True
+
+
+def _look_again_later(generation_id: str) -> None:
+    """A safety-net message after the claim's expiry, so the outcome is announced even when every looker
+    that saw it pending has stopped watching (the claim's holder died, or our own claim's answer was lost
+    and its retry refused)."""
+    settings = get_settings()
+    try:
+        messaging.send(
+            settings.submit_queue_url,
+            SubmitMessage(generation_id=generation_id),
+            delay_s=settings.announce_claim_s + 1,
+        )
+    except Exception:
+        logger.exception("could not schedule another look", extra={"generation_id": generation_id})
 
 
 def _release_claim(current: Generation) -> Generation | None:
