@@ -11,3 +11,7 @@ def new_generation_id() -> str:
 
 def new_element_id() -> str:
     return f"elm_{ULID()}"
+
+
+def new_upload_id() -> str:
+    return f"upl_{ULID()}"

@@ -344,7 +344,25 @@ class Provisioner:
                 client.put_bucket_notification_configuration(
                     Bucket=name, NotificationConfiguration=notification
                 )
+            if cors := self._cors(props.get("CorsConfiguration") or {}):
+                client.put_bucket_cors(Bucket=name, CORSConfiguration=cors)
             self.result.buckets[resource.logical_id] = name
+
+    @staticmethod
+    def _cors(config: Mapping[str, Any]) -> dict[str, Any]:
+        """CloudFormation's `CorsConfiguration` in the S3 API's spelling."""
+        names = {
+            "AllowedMethods": "AllowedMethods",
+            "AllowedOrigins": "AllowedOrigins",
+            "AllowedHeaders": "AllowedHeaders",
+            "ExposedHeaders": "ExposeHeaders",
+            "MaxAge": "MaxAgeSeconds",
+        }
+        rules = [
+            {names[key]: value for key, value in rule.items() if key in names}
+            for rule in config.get("CorsRules") or []
+        ]
+        return {"CORSRules": rules} if rules else {}
 
     @staticmethod
     def _notification(logical_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
