@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv lint typecheck cfn-lint unit integration test demo local simulate bench chaos load clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./sdk -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
