@@ -1,4 +1,5 @@
-"""`kling-pipeline` command line: `simulate` (provider simulator) and `local` (the whole stack)."""
+"""`kling-pipeline` command line: `simulate` (provider simulator), `local` (the whole stack) and the API
+client commands (`submit`, `get`, `list`, `wait`, … in `kling_local.client_cli`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kling-pipeline")
+    from kling_local import client_cli
+
+    parser = argparse.ArgumentParser(prog="kling-pipeline", epilog=client_cli.EXIT_CODES_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
+    client_cli.register(sub)
 
     simulate = sub.add_parser("simulate", help="run the provider simulator (kling, evolink, kling3api)")
     simulate.add_argument("--host", default="127.0.0.1")
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parser.parse_args(argv)
+    if hasattr(args, "run"):
+        return client_cli.run(args)
     if args.command == "simulate":
         from kling_local.simulator.server import serve_forever
 
