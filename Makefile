@@ -33,6 +33,8 @@ integration: venv
 	$(BIN)/pytest tests/integration -q
 
 test: lint typecheck cfn-lint
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$CHROMIUM" ] || \
+	  printf '\n!!! NO CHROMIUM FOUND: the playground browser tests will be SKIPPED.\n!!! Install it (Debian: apt-get install -y chromium) or set CHROMIUM=/path/to/chromium.\n\n'
 	$(BIN)/pytest -q
 
 demo: venv

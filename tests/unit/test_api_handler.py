@@ -384,3 +384,17 @@ def test_a_body_that_is_not_utf8_is_invalid_json_not_a_crash(event: Event, lambd
     answer, body = call(request, lambda_context)
 
     assert (answer, body["error"]["code"]) == (400, "invalid_json")
+
+
+def test_playground_page_needs_no_key_and_forbids_foreign_scripts(event: Event, lambda_context: Any) -> None:
+    request = event("api/get_docs")
+    request["path"] = request["resource"] = "/playground"
+    request["requestContext"]["identity"]["apiKeyId"] = None
+
+    response = lambda_handler(request, lambda_context)
+
+    assert response["statusCode"] == 200
+    assert response["multiValueHeaders"]["Content-Type"] == ["text/html; charset=utf-8"]
+    assert "script-src 'unsafe-inline'" in response["multiValueHeaders"]["Content-Security-Policy"][0]
+    assert "<title>kling-pipeline playground</title>" in response["body"]
+    assert 'id="api-key"' in response["body"]
