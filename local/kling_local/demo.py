@@ -54,7 +54,8 @@ UPLOAD_CASE = "s3 upload"
 NEXT_STEP = """
 Next: keep a stack running and use it from the CLI, the Python SDK or the playground page:
   .venv/bin/kling-pipeline local &      # then open http://127.0.0.1:8000/playground (key: local-dev-key)
-  .venv/bin/kling-pipeline submit --mode text-to-video --prompt "A lighthouse at dawn" --wait --download out/"""
+  .venv/bin/kling-pipeline submit --mode text-to-video --prompt "A lighthouse at dawn" --wait --download out
+"""
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def main() -> int:
         ok = receiver.check(secret, final.get("text-to-video", {}).get("id")) and ok
         copy_outputs(stack, final, out_dir)
     print("\nDemo passed: everything ended as expected." if ok else "\nDemo FAILED.", flush=True)
-    print(NEXT_STEP, flush=True)
+    print(NEXT_STEP, end="", flush=True)
     return 0 if ok else 1
 
 
