@@ -1,20 +1,51 @@
-# One entry point for people and CI: `make test`, `make demo`.
+# One entry point for people and CI: `make test`, `make demo`, `make build`, `make deploy`.
 SHELL := /bin/bash
-# The Lambda runtime is python3.12: use it when pyenv has it, else whatever python3 is (>= 3.11).
-PYTHON ?= $(shell (pyenv root >/dev/null 2>&1 && ls -d $$(pyenv root)/versions/3.12.*/bin/python3.12 2>/dev/null | tail -1) || command -v python3.12 || command -v python3)
+include build/python312.mk
+# The venv's interpreter: the Lambda runtime's python3.12 when there is one, else python3 (>= 3.11).
+PYTHON ?= $(or $(PYTHON312),$(shell command -v python3))
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Tools that pin libraries the Lambda layer also ships (SAM CLI, checkov) get their own environment and
+# lock (tools/<name>/), so their pins never decide the layer's versions.
+TOOLS := sam checkov
+TOOL_STAMPS := $(foreach tool,$(TOOLS),.tools/$(tool)/.installed)
+SAM := .tools/sam/bin/sam
+# uv installs every environment from its lock file (hash-checked). It bootstraps itself with pip at
+# the version and hashes uv.lock pins (it is a dev dependency: `make lock` uses it too).
+UV := $(BIN)/uv
+UV_PIN := import tomllib; p = next(p for p in tomllib.load(open("uv.lock", "rb"))["package"] if p["name"] == "uv"); \
+  print("uv==" + p["version"], *("--hash=" + w["hash"] for w in p["wheels"]))
+export UV_PYTHON_DOWNLOADS := never
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv lint typecheck cfn-lint unit integration test demo local simulate bench chaos load clean
+.PHONY: venv lock lint typecheck cfn-lint checkov unit integration test build deploy demo local simulate bench chaos load clean
 
-$(STAMP): pyproject.toml sdk/pyproject.toml
+# The tests' environment is exactly uv.lock: every package pinned and hash-checked, the project itself
+# editable with its dev extras, and the SDK (sdk/, its dependencies are the project's) editable beside it.
+# --inexact keeps pip (venv's own; not in the lock) and the SDK.
+$(STAMP): pyproject.toml uv.lock sdk/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./sdk -e '.[dev]'
+	$(PYTHON) -c '$(UV_PIN)' > $(VENV)/uv-requirement.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r $(VENV)/uv-requirement.txt
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --quiet --frozen --inexact --extra dev --python $(BIN)/python
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e ./sdk
 	touch $(STAMP)
 
-venv: $(STAMP)
+.tools/%/.installed: tools/%/pyproject.toml tools/%/uv.lock $(STAMP)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.tools/$* $(UV) sync --quiet --frozen --project tools/$* --python $(PYTHON)
+	touch $@
+
+venv: $(STAMP) $(TOOL_STAMPS)
+
+# Refresh the locks (the project's and the tools') to the newest versions the pyproject.toml files allow,
+# then export the layer's requirements (runtime dependencies only, with hashes) from the project's lock:
+# the layer ships what the tests ran.
+lock: $(STAMP)
+	$(UV) lock --upgrade --python $(BIN)/python
+	for tool in $(TOOLS); do $(UV) lock --upgrade --project tools/$$tool --python $(BIN)/python || exit 1; done
+	$(UV) export --quiet --frozen --no-dev --no-emit-project --format requirements-txt \
+	  -o layers/core/requirements.txt
 
 lint: venv
 	$(BIN)/ruff check .
@@ -26,6 +57,10 @@ typecheck: venv
 cfn-lint: venv
 	$(BIN)/cfn-lint template.yaml
 
+# Skipped checks carry their reasons in template.yaml (Metadata: checkov: skip:).
+checkov: venv
+	.tools/checkov/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+
 unit: venv
 	$(BIN)/pytest tests/unit -q
 
@@ -36,6 +71,14 @@ test: lint typecheck cfn-lint
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$CHROMIUM" ] || \
 	  printf '\n!!! NO CHROMIUM FOUND: the playground browser tests will be SKIPPED.\n!!! Install it (Debian: apt-get install -y chromium) or set CHROMIUM=/path/to/chromium.\n\n'
 	$(BIN)/pytest -q
+
+# Deployable artifacts in .aws-sam/build (arm64 layer, precompiled bytecode: build/Makefile).
+build: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(SAM) build
+
+# Non-interactive deploy with samconfig.toml (docs/deploy.md); extra options: make deploy ARGS='...'.
+deploy: build
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(SAM) deploy $(ARGS)
 
 demo: venv
 	$(BIN)/python -m kling_local.demo
@@ -63,4 +106,4 @@ load: venv
 	$(BIN)/python -m bench.load
 
 clean:
-	rm -rf $(VENV) .local out .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .local out .aws-sam .mypy_cache .ruff_cache .pytest_cache
