@@ -59,7 +59,7 @@ cfn-lint: venv
 
 # Skipped checks carry their reasons in template.yaml (Metadata: checkov: skip:).
 checkov: venv
-	.tools/checkov/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+	.tools/checkov/bin/checkov --skip-download --quiet --compact --framework cloudformation -f template.yaml
 
 unit: venv
 	$(BIN)/pytest tests/unit -q
@@ -67,9 +67,13 @@ unit: venv
 integration: venv
 	$(BIN)/pytest tests/integration -q
 
-test: lint typecheck cfn-lint
+test: lint typecheck cfn-lint checkov
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$CHROMIUM" ] || \
-	  printf '\n!!! NO CHROMIUM FOUND: the playground browser tests will be SKIPPED.\n!!! Install it (Debian: apt-get install -y chromium) or set CHROMIUM=/path/to/chromium.\n\n'
+	  printf '
+!!! NO CHROMIUM FOUND: the playground browser tests will be SKIPPED.
+!!! Install it (Debian: apt-get install -y chromium) or set CHROMIUM=/path/to/chromium.
+
+'
 	$(BIN)/pytest -q
 
 # Deployable artifacts in .aws-sam/build (arm64 layer, precompiled bytecode: build/Makefile).
