@@ -39,7 +39,9 @@ def _uv(*args: str, project: Path = ROOT) -> subprocess.CompletedProcess[str]:
 )
 def test_the_lock_matches_pyproject(project: Path) -> None:
     result = _uv("lock", "--check", "--offline", "--python", sys.executable, project=project)
-    assert result.returncode == 0, f"uv.lock is stale: run `make lock`\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"uv.lock is stale: run `make lock` (`uv lock` adds only what changed)\n{result.stderr}"
+    )
 
 
 def test_the_layer_requirements_are_the_locks_runtime_dependencies() -> None:
