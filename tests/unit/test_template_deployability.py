@@ -7,6 +7,7 @@ a stack name that cannot name the bucket is refused before anything is created; 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -106,3 +107,16 @@ def test_no_check_is_skipped_that_the_template_could_pass() -> None:
     assert "CKV_AWS_76" not in skipped
     api_skips = {skip["id"] for logical_id, skip in _checkov_skips() if logical_id == "ApiFunction"}
     assert "CKV_AWS_115" not in api_skips
+
+
+def test_the_poll_error_limit_is_a_parameter_and_giving_up_raises_the_alarm() -> None:
+    machine = RESOURCES["FallbackStateMachine"]["Properties"]
+    assert machine["DefinitionSubstitutions"]["PollErrorLimit"] == {"Ref": "FallbackMaxPollErrors"}
+    definition = (ROOT / machine["DefinitionUri"]).read_text(encoding="utf-8")
+    assert "${PollErrorLimit}" in definition
+    states = json.loads(definition)["States"]
+    assert {states["GaveUp"]["Type"], states["CouldNotGiveUp"]["Type"]} == {"Fail"}
+    alarm = RESOURCES["FallbackExecutionsFailedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/States", "ExecutionsFailed")
+    assert alarm["Dimensions"][0]["Value"] == {"Ref": "FallbackStateMachine"}
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"

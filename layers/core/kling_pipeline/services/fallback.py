@@ -24,9 +24,13 @@ class PollState(BaseModel):
     generation_id: str
     wait_s: int = Field(ge=1)
     done: bool = False
+    # Set by the state machine's GiveUp step after FALLBACK_MAX_POLL_ERRORS failed polls in a row.
+    give_up: bool = False
 
 
 def poll_step(state: PollState) -> PollState:
+    if state.give_up:
+        return give_up(state)
     generation = get_generation_store().get(state.generation_id)
     if generation is None or generation.status.is_terminal:
         # Final, but the poller stops only once the outcome is announced (a claim may be a dead one's).
@@ -60,6 +64,20 @@ def poll_step(state: PollState) -> PollState:
         remaining = int((generation.deadline_at - utcnow()).total_seconds()) + 1
         next_wait = max(1, min(next_wait, remaining))
     return state.model_copy(update={"wait_s": next_wait, "done": current is None})
+
+
+def give_up(state: PollState) -> PollState:
+    """End a generation whose polls keep failing: `failed` with `poll_failed`, with its event and webhook.
+
+    Only the store and the lifecycle run here (no provider, no download): whatever made every poll fail
+    is not on this path. The state machine fails the execution afterwards, which raises the alarm.
+    """
+    generation = get_generation_store().get(state.generation_id)
+    if generation is not None and not generation.status.is_terminal:
+        metrics.add_metric(name="FallbackGaveUp", unit=MetricUnit.Count, value=1)
+        logger.error("fallback gave up after repeated poll failures", extra={"generation_id": generation.id})
+        lifecycle.fail(generation.id, "poll_failed", "the pipeline could not check on the generation")
+    return state.model_copy(update={"done": True, "give_up": False})
 
 
 def _past_deadline(generation: Generation) -> bool:
