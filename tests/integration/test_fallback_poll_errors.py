@@ -1,8 +1,8 @@
 """The real fallback state machine gives up on a poller that keeps failing (FallbackMaxPollErrors).
 
-Its own local stack from template.yaml, with Kling's credentials removed: a generation already submitted
-to Kling then makes every poll raise ("provider kling is no longer configured", as after an operator
-removed its keys). Before the limit the execution looped on that error for ever, silently; now the
+Its own local stack from template.yaml, with no provider credentials: a generation already submitted to
+Kling then makes every poll raise ("provider kling is no longer configured", as after an operator removed
+its keys). Before the limit the execution looped on that error for ever, silently; now the
 generation ends `failed` (poll_failed), announced like any other, and the execution fails — which is what
 FallbackExecutionsFailedAlarm counts (AWS/States ExecutionsFailed of this state machine).
 """
@@ -31,13 +31,11 @@ POLL_ERROR_LIMIT = 2
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    env = {"KLING_ACCESS_KEY": "", "KLING_SECRET_KEY": "", "FALLBACK_FIRST_POLL_S": "1"}
     with LocalStack(
         api_port=0,
         aws_port=0,
-        simulator=True,
-        simulator_port=0,
-        env_overrides=env,
+        simulator=False,  # no provider is configured at all
+        env_overrides={"FALLBACK_FIRST_POLL_S": "1"},
         parameter_overrides={"FallbackMaxPollErrors": str(POLL_ERROR_LIMIT)},
     ) as running:
         yield running
