@@ -45,7 +45,7 @@ def poll_step(state: PollState) -> PollState:
         current = generation
     except Exception:
         if not _past_deadline(generation):
-            raise  # the state machine catches it and polls again after the same wait
+            raise  # the state machine catches it, counts it and polls again after the same wait
         # Past the deadline a poll that keeps failing (a provider no longer configured, say) must not
         # keep the generation open for ever: it times out like any other.
         logger.exception("poll failed after the deadline", extra={"generation_id": generation.id})
