@@ -69,11 +69,7 @@ integration: venv
 
 test: lint typecheck cfn-lint checkov
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$CHROMIUM" ] || \
-	  printf '
-!!! NO CHROMIUM FOUND: the playground browser tests will be SKIPPED.
-!!! Install it (Debian: apt-get install -y chromium) or set CHROMIUM=/path/to/chromium.
-
-'
+	  printf '\n!!! NO CHROMIUM FOUND: the playground browser tests will be SKIPPED.\n!!! Install it (Debian: apt-get install -y chromium) or set CHROMIUM=/path/to/chromium.\n\n'
 	$(BIN)/pytest -q
 
 # Deployable artifacts in .aws-sam/build (arm64 layer, precompiled bytecode: build/Makefile).
