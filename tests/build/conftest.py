@@ -2,7 +2,10 @@
 
 The build is what `make build` / `make deploy` ship: `template.yaml` with `BuildMethod: makefile`
 (build/Makefile), arm64 wheels from the lock, bytecode compiled by CPython 3.12. It runs into a fresh
-temporary folder (never `.aws-sam/`, which may hold the developer's own build) once per session.
+temporary folder (never `.aws-sam/`, which may hold the developer's own build) once per session. That
+folder is a `tempfile` one, not pytest's `tmp_path_factory`: pytest prunes old numbered folders under one
+shared root, and a concurrent pytest session (another checkout on the same machine) ending would prune
+this session's build while it is still being imported.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,11 +35,18 @@ def sam_environment() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_scratch() -> Iterator[Path]:
+    """A private temporary folder for this session's build artefacts (see the module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="kling-build-test-") as scratch:
+        yield Path(scratch)
+
+
+@pytest.fixture(scope="session")
+def sam_build(build_scratch: Path) -> Path:
     """`sam build` of the real template; the build folder (`<dir>/template.yaml` + one folder per resource)."""
     if sys.version_info[:2] != (3, 12):
         pytest.skip("the Lambda build targets CPython 3.12 (make venv uses pyenv's 3.12)")
-    build_dir = tmp_path_factory.mktemp("sam") / "build"
+    build_dir = build_scratch / "sam" / "build"
     result = subprocess.run(
         [
             str(SAM),

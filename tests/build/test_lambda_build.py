@@ -102,7 +102,7 @@ def _distributions_with_extensions(layer_python: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def host_extensions(sam_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+def host_extensions(sam_build: Path, build_scratch: Path) -> Path | None:
     """This machine's wheels of the layer's distributions that carry extension modules (same pins, hashes)."""
     if platform.machine().lower() in ("aarch64", "arm64"):
         return None  # the build's own extensions load here
@@ -110,7 +110,8 @@ def host_extensions(sam_build: Path, tmp_path_factory: pytest.TempPathFactory) -
     blocks = _requirement_blocks(ROOT / "layers" / "core" / "requirements.txt")
     wanted = _distributions_with_extensions(layer_python)
     assert wanted, "no distribution in the layer ships an extension module: pydantic-core should"
-    overlay = tmp_path_factory.mktemp("host-extensions")
+    overlay = build_scratch / "host-extensions"
+    overlay.mkdir()
     pinned = overlay / "requirements.txt"
     pinned.write_text("\n".join(blocks[name] for name in wanted) + "\n", encoding="utf-8")
     subprocess.run(
