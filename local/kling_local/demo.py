@@ -108,6 +108,11 @@ CASES = [
         {"mode": "text-to-video", "prompt": "A quiet forest [sim:drop_callback]", "provider": "kling"},
         "succeeded",
     ),
+    Case(
+        "kling3api (polled)",
+        {"mode": "text-to-video", "prompt": "A paper boat on a stream", "provider": "kling3api"},
+        "succeeded",
+    ),
     Case("provider fails", {"mode": "text-to-video", "prompt": "A doomed scene [sim:fail]"}, "failed"),
 ]
 
@@ -266,18 +271,20 @@ def describe(generation: dict[str, Any]) -> str:
 
 
 def money(cost: dict[str, Any] | None) -> str:
+    """USD as the API writes it ("0.3750"), with the provider's own units after an actual cost."""
     if not cost:
         return "-"
-    if cost.get("usd"):
-        return f"${float(cost['usd']):.3f}"
-    return f"{cost['credits']} cr" if cost.get("credits") else "-"
+    text = f"${cost['usd']}"
+    if cost.get("unit") and cost.get("units") is not None:
+        text += f" ({cost['units']} {cost['unit'].split('_')[-1]})"
+    return text
 
 
 def report(final: dict[str, dict[str, Any]]) -> bool:
     print("\nResults", flush=True)
     header = (
-        f"{'case':<20} {'status':<10} {'provider':<10} {'cost est. / actual':<22} {'bytes':>9}  "
-        f"{'sha256':<16}  s3 key"
+        f"{'case':<20} {'status':<10} {'provider':<10} {'est. USD':<10} {'actual USD (units)':<28} "
+        f"{'bytes':>9}  {'sha256':<16}  s3 key"
     )
     print(header)
     print("-" * len(header))
@@ -289,11 +296,11 @@ def report(final: dict[str, dict[str, Any]]) -> bool:
             continue
         good = g["status"] == case.expect
         ok = ok and good
-        price = f"{money(g.get('estimated_cost'))} / {money(g.get('actual_cost'))}"
+        estimated, actual = money(g.get("estimated_cost")), money(g.get("actual_cost"))
         output = (g.get("outputs") or [{}])[0]
         key = output.get("s3_uri", (g.get("error") or {}).get("code", "-"))
         print(
-            f"{case.name:<20} {g['status']:<10} {g.get('provider') or '-':<10} {price:<22} "
+            f"{case.name:<20} {g['status']:<10} {g.get('provider') or '-':<10} {estimated:<10} {actual:<28} "
             f"{output.get('bytes', 0):>9}  {output.get('sha256', '-')[:16]:<16}  {key}"
             + ("" if good else f"   <-- expected {case.expect}")
         )

@@ -21,7 +21,8 @@ from moto import mock_aws
 from kling_local.stack.template import Template
 from kling_pipeline import messaging
 from kling_pipeline.caches import reset_caches
-from kling_pipeline.domain.generation import Cost, Generation, GenerationError, Output, utcnow
+from kling_pipeline.domain.generation import Generation, GenerationError, Output, utcnow
+from kling_pipeline.domain.money import ActualCost, EstimatedCost
 from kling_pipeline.domain.request import GenerationRequest
 from kling_pipeline.domain.status import Status
 from kling_pipeline.ids import new_generation_id
@@ -320,8 +321,8 @@ def test_published_details_match_their_schemas() -> None:
         created_at=now,
         updated_at=now,
         request=request,
-        estimated_cost=Cost(usd=Decimal("0.375"), provider="evolink"),
-        actual_cost=Cost(usd=Decimal("0.375"), credits=None, provider="evolink"),
+        estimated_cost=EstimatedCost(usd=Decimal("0.375"), provider="evolink"),
+        actual_cost=ActualCost(usd=Decimal("0.375"), units=Decimal("27"), unit="evolink_credits"),
         outputs=[
             Output(
                 s3_uri="s3://b/outputs/t/g/video-1.mp4",
@@ -342,6 +343,15 @@ def test_published_details_match_their_schemas() -> None:
         update={"status": Status.FAILED, "outputs": [], "error": GenerationError(code="timeout", message="m")}
     )
     validate(event_detail(failed), "generation-failed")
+    canceled = base.model_copy(
+        update={
+            "status": Status.CANCELED,
+            "outputs": [],
+            "error": GenerationError(code="canceled", message="canceled by the caller"),
+            "actual_cost": ActualCost(usd=Decimal(0), basis="not_billed"),
+        }
+    )
+    validate(event_detail(canceled), "generation-canceled")
     error = {"code": "validation_error", "message": "m", "details": [{"field": "duration", "issue": "i"}]}
     validate(
         event_requests.rejection_detail({"id": "e", "source": "s", "detail": {}}, "t", error),

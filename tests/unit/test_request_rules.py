@@ -60,6 +60,7 @@ def test_defaults_are_filled_and_echoed() -> None:
         "provider": None,
         "webhook_url": None,
         "metadata": {},
+        "deadline_s": None,
     }
 
 

@@ -1,5 +1,5 @@
-"""Router: cheapest-first plans, failover on retryable/throttled answers, none on final ones, pinning;
-and the registry that enables providers from credentials."""
+"""Router: cheapest-first plans, failover only on answers that prove no task was created, none on final
+ones, pinning; and the registry that enables providers from credentials."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import respx
 from kling_pipeline.config import Settings
 from kling_pipeline.domain.pricing import Pricing
 from kling_pipeline.domain.request import GenerationRequest, parse_generation_request
-from kling_pipeline.errors import InvalidInput, NoProviderAvailable, ProviderError
+from kling_pipeline.errors import CreateUnconfirmed, InvalidInput, NoProviderAvailable, ProviderError
 from kling_pipeline.providers import registry
 from kling_pipeline.providers.base import Provider
 from kling_pipeline.providers.base import ProviderName as P
@@ -193,19 +193,53 @@ def test_first_choice_succeeds(mock: respx.MockRouter) -> None:
 @pytest.mark.parametrize(
     "failure",
     [
-        httpx.Response(500, json={"error": {"code": "internal", "message": "boom"}}),
-        httpx.Response(503, text="unavailable"),
         httpx.Response(429, json={"error": {"code": "rate_limit", "message": "slow down"}}),
         httpx.Response(402, json={"error": {"code": "insufficient_quota", "message": "top up"}}),
+        httpx.Response(401, json={"error": {"code": "invalid_api_key", "message": "who are you"}}),
+        httpx.Response(403, json={"error": {"code": "forbidden", "message": "no"}}),
     ],
 )
-def test_fails_over_to_the_next_cheapest(mock: respx.MockRouter, failure: httpx.Response) -> None:
+def test_fails_over_to_the_next_cheapest_when_no_task_was_created(
+    mock: respx.MockRouter, failure: httpx.Response
+) -> None:
     evo = mock.post(EVO_CREATE).mock(return_value=failure)
     kling = mock.post(KLING_CREATE).mock(return_value=kling_ok())
     name, task = router().submit(req(), callback_url_for=callback_for, external_task_id="gen_1")
     assert (name, task.task_id) == (P.KLING, "tk_1")
     assert (evo.call_count, kling.call_count) == (1, 1)
     assert b"/v1/callbacks/kling/gen_1" in kling.calls.last.request.content
+
+
+def test_fails_over_when_the_create_never_left(mock: respx.MockRouter) -> None:
+    evo = mock.post(EVO_CREATE).mock(side_effect=httpx.ConnectError("refused"))
+    kling = mock.post(KLING_CREATE).mock(return_value=kling_ok())
+    name, _ = router().submit(req(), callback_url_for=callback_for, external_task_id="gen_1")
+    assert name is P.KLING
+    assert (evo.call_count, kling.call_count) == (3, 1)  # re-sent: it provably never arrived
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.Response(500, json={"error": {"code": "internal", "message": "boom"}}),
+        httpx.Response(503, text="unavailable"),
+        httpx.ReadTimeout("no answer"),
+        httpx.RemoteProtocolError("connection cut"),
+    ],
+)
+def test_no_failover_when_the_create_may_have_landed(
+    mock: respx.MockRouter, failure: httpx.Response | Exception
+) -> None:
+    evo = mock.post(EVO_CREATE)
+    if isinstance(failure, Exception):
+        evo.mock(side_effect=failure)
+    else:
+        evo.mock(return_value=failure)
+    kling = mock.post(KLING_CREATE).mock(return_value=kling_ok())
+    with pytest.raises(CreateUnconfirmed) as caught:
+        router().submit(req(), callback_url_for=callback_for, external_task_id="gen_1")
+    assert caught.value.provider == "evolink"
+    assert (evo.call_count, kling.call_count) == (1, 0)  # never re-sent, never sent elsewhere
 
 
 def test_fails_over_on_kling_concurrency_limit(mock: respx.MockRouter) -> None:
@@ -219,13 +253,22 @@ def test_fails_over_on_kling_concurrency_limit(mock: respx.MockRouter) -> None:
     assert b"callback_url" not in k3.calls.last.request.content
 
 
-def test_fails_over_on_kling_server_error_after_its_retries(mock: respx.MockRouter) -> None:
+def test_kling_server_errors_stay_at_kling_after_its_lookups(mock: respx.MockRouter) -> None:
     kling = mock.post(KLING_CREATE).mock(return_value=kling_error(500, 5000))
     k3 = mock.post(K3_CREATE).mock(return_value=k3_ok())
-    name, _ = router(P.KLING, P.KLING3API).submit(req(), callback_url_for=callback_for, external_task_id="g")
-    assert name is P.KLING3API
-    assert kling.call_count == 3  # retried (each time after looking the task up), then failed over
-    assert k3.call_count == 1
+    with pytest.raises(CreateUnconfirmed) as caught:
+        router(P.KLING, P.KLING3API).submit(req(), callback_url_for=callback_for, external_task_id="g")
+    assert caught.value.provider == "kling"
+    assert kling.call_count == 3  # retried, each time after looking the task up by our id
+    assert k3.call_count == 0
+
+
+def test_a_refusal_after_an_ambiguous_kling_attempt_is_still_unconfirmed(mock: respx.MockRouter) -> None:
+    kling = mock.post(KLING_CREATE).mock(side_effect=[kling_error(500, 5000), kling_error(429, 1303)])
+    k3 = mock.post(K3_CREATE).mock(return_value=k3_ok())
+    with pytest.raises(CreateUnconfirmed):
+        router(P.KLING, P.KLING3API).submit(req(), callback_url_for=callback_for, external_task_id="g")
+    assert (kling.call_count, k3.call_count) == (2, 0)
 
 
 @pytest.mark.parametrize(
@@ -241,9 +284,9 @@ def test_no_failover_on_final_answers(mock: respx.MockRouter, http: int, code: i
 
 
 def test_all_failed_with_one_throttled_raises_throttled(mock: respx.MockRouter) -> None:
-    mock.post(EVO_CREATE).respond(500, json={"error": {"code": "internal", "message": "boom"}})
+    mock.post(EVO_CREATE).respond(402, json={"error": {"code": "quota", "message": "top up"}})
     mock.post(KLING_CREATE).mock(return_value=kling_error(429, 1303))
-    mock.post(K3_CREATE).respond(500, json={"code": "INTERNAL_ERROR", "message": "x"})
+    mock.post(K3_CREATE).respond(402, json={"code": "INSUFFICIENT_CREDITS", "message": "x"})
     with pytest.raises(ProviderError) as caught:
         router().submit(req(), callback_url_for=callback_for, external_task_id="g")
     assert (caught.value.kind, caught.value.code, caught.value.provider) == (
@@ -253,13 +296,14 @@ def test_all_failed_with_one_throttled_raises_throttled(mock: respx.MockRouter) 
     )
 
 
-def test_all_failed_retryable_raises_retryable(mock: respx.MockRouter) -> None:
-    mock.post(EVO_CREATE).mock(side_effect=httpx.ReadTimeout("slow"))
-    mock.post(KLING_CREATE).mock(return_value=kling_error(503, 5001))
-    mock.post(K3_CREATE).respond(500, json={"code": "INTERNAL_ERROR", "message": "x"})
+def test_all_refused_retryable_raises_retryable(mock: respx.MockRouter) -> None:
+    mock.post(EVO_CREATE).mock(side_effect=httpx.ConnectError("refused"))
+    mock.post(KLING_CREATE).mock(return_value=kling_error(403, 1101))
+    mock.post(K3_CREATE).respond(402, json={"code": "INSUFFICIENT_CREDITS", "message": "x"})
     with pytest.raises(ProviderError) as caught:
         router().submit(req(), callback_url_for=callback_for, external_task_id="g")
     assert caught.value.kind == "retryable"
+    assert not isinstance(caught.value, CreateUnconfirmed)
 
 
 def test_least_bad_prefers_throttled() -> None:

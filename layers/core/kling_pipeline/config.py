@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     kling3api_api_key: SecretStr | None = None
     # USD value of one kling3api credit (the seed prices in credits only); used to rank providers.
     kling3api_usd_per_credit: float | None = None
+    # USD value of one Kling resource-pack unit (`final_unit_deduction`); unset: pricing.json's rate.
+    kling_usd_per_unit: float | None = None
 
     # Secrets Manager names (deployed stacks); JSON objects whose keys are the variable names above.
     provider_secret_name: str | None = None

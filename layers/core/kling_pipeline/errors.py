@@ -85,6 +85,8 @@ class ProviderError(PipelineError):
         *,
         provider_code: str | None = None,
         http_status: int | None = None,
+        sent: bool = True,
+        maybe_created: bool = False,
     ) -> None:
         super().__init__(f"{provider}: {code}: {message}")
         self.provider = provider
@@ -93,6 +95,26 @@ class ProviderError(PipelineError):
         self.message = message
         self.provider_code = provider_code
         self.http_status = http_status
+        # False only when the request provably never left (connect errors): nothing can exist.
+        self.sent = sent
+        # Set by an adapter that knows an earlier attempt of the same create may have landed.
+        self.maybe_created = maybe_created
+
+
+class CreateUnconfirmed(ProviderError):
+    """A create at `provider` failed in a way that does not prove no task was made (a timeout after
+    sending, a cut connection, a 5xx): the generation must not go to another provider."""
+
+    def __init__(self, cause: ProviderError) -> None:
+        super().__init__(
+            cause.provider,
+            "retryable",
+            "create_unconfirmed",
+            cause.message,
+            provider_code=cause.provider_code,
+            http_status=cause.http_status,
+            maybe_created=True,
+        )
 
 
 class NoProviderAvailable(PipelineError):

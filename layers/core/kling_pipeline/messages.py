@@ -9,6 +9,9 @@ from pydantic import BaseModel
 class IngestMessage(BaseModel):
     generation_id: str
     reason: str = "callback"
+    # From a callback: the provider and the task id its body named (untrusted; see `unconfirmed.adopt`).
+    provider: str | None = None
+    task_id: str | None = None
 
 
 class SubmitMessage(BaseModel):

@@ -28,6 +28,8 @@ USER_TUNABLE: Final = frozenset(
         "KLING3API_BASE_URL",
         "KLING3API_API_KEY",
         "KLING3API_USD_PER_CREDIT",
+        "KLING_USD_PER_UNIT",
+        "TENANT_MONTHLY_BUDGET_USD",
         "PUBLIC_BASE_URL",
         "FALLBACK_FIRST_POLL_S",
         "FALLBACK_MAX_INTERVAL_S",

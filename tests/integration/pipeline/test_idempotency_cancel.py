@@ -136,10 +136,16 @@ def test_a_late_result_after_cancel_is_ignored_but_its_cost_is_kept(
         )
     )
     # Then the generation stays canceled with no video, but what the provider charged is recorded
-    final = wait_for(lambda: (g := api.get(f"/v1/generations/{created['id']}").json())["actual_cost"] and g)
+    final = wait_for(
+        lambda: (
+            (g := api.get(f"/v1/generations/{created['id']}").json())["actual_cost"]["basis"] == "reported"
+            and g
+        )
+    )
     assert final["status"] == "canceled"
     assert final["outputs"] == []
-    assert final["actual_cost"]["credits"] is not None
+    assert final["actual_cost"]["unit"] == "kling_units" and final["actual_cost"]["units"] != "0.0000"
+    assert final["actual_cost"]["usd"] != "0.0000"
 
 
 def test_canceling_a_finished_generation_is_a_conflict(sim: Any, api: httpx.Client) -> None:

@@ -235,37 +235,6 @@ def test_a_too_small_image_gets_an_error_file_and_nothing_is_submitted(uploads: 
 # ---- EventBridge ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def bus_listener(stack: LocalStack) -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """A test rule on the stack's bus → an SQS queue: everything the pipeline publishes."""
-    events, sqs = stack.client("events"), stack.client("sqs")
-    name = f"it-listener-{uuid.uuid4().hex[:8]}"
-    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    events.put_rule(
-        Name=name, EventBusName=stack.event_bus_name, EventPattern=json.dumps({"source": ["kling-pipeline"]})
-    )
-    events.put_targets(
-        Rule=name, EventBusName=stack.event_bus_name, Targets=[{"Id": "listener", "Arn": queue_arn}]
-    )
-    seen: list[dict[str, Any]] = []
-
-    def read() -> list[dict[str, Any]]:
-        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-            "Messages", []
-        ):
-            seen.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return seen
-
-    yield read
-    events.remove_targets(Rule=name, EventBusName=stack.event_bus_name, Ids=["listener"])
-    events.delete_rule(Name=name, EventBusName=stack.event_bus_name)
-    sqs.delete_queue(QueueUrl=queue_url)
-
-
 def put_requested(stack: LocalStack, detail: dict[str, Any]) -> None:
     answer = stack.client("events").put_events(
         Entries=[

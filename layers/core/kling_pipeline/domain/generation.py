@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from kling_pipeline.domain.money import ActualCost, EstimatedCost
 from kling_pipeline.domain.request import GenerationRequest, Mode, Model
 from kling_pipeline.domain.status import Status
 
@@ -20,12 +20,6 @@ def rfc3339(moment: datetime) -> str:
     """The one time format users see (API, webhooks, events, files): RFC 3339 in UTC with a `Z`, exactly
     as pydantic writes our models' datetimes, so a webhook and the API never disagree on a timestamp."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-class Cost(BaseModel):
-    usd: Decimal | None = None
-    credits: Decimal | None = None
-    provider: str | None = None
 
 
 class Output(BaseModel):
@@ -60,8 +54,8 @@ class Generation(BaseModel):
     updated_at: datetime
     progress: int | None = None
     request: GenerationRequest
-    estimated_cost: Cost | None = None
-    actual_cost: Cost | None = None
+    estimated_cost: EstimatedCost | None = None
+    actual_cost: ActualCost | None = None
     outputs: list[Output] = Field(default_factory=list)
     error: GenerationError | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -72,6 +66,9 @@ class Generation(BaseModel):
     announced: bool = False
     # Who is publishing the terminal event right now: others leave it alone until this passes (a crash).
     announce_claimed_until: datetime | None = None
+    # A create went to this provider and its answer was lost: a task of ours may exist there, so the
+    # generation never goes to another provider (docs/providers.md "Lost create answers").
+    unconfirmed_provider: str | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON body users see (tenant and internal bookkeeping left out)."""
@@ -84,6 +81,7 @@ _INTERNAL_FIELDS = {
     "deadline_at",
     "announced",
     "announce_claimed_until",
+    "unconfirmed_provider",
 }
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kling_pipeline.domain.money import Amount, ProviderUnit
 from kling_pipeline.domain.request import GenerationRequest, Mode, Model, ProviderName, Quality
 
 Unit = Literal["usd", "credits", "unpriced"]
@@ -54,11 +55,44 @@ class Rate(BaseModel):
         return prices.get(key, prices.get(quality.value))
 
 
+class UnitRate(BaseModel):
+    """What one of a provider's own units is worth in USD (the ledger's conversion, data not code)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    unit: ProviderUnit
+    usd_per_unit: Decimal | None = None
+    units_per_usd: Decimal | None = None
+    setting: str | None = None
+    source: str
+    assumed: str | None = None
+
+    def usd(self, units: Decimal, *, override: Decimal | None = None) -> Decimal:
+        """`units` in USD, at the configured rate (`override`) when there is one."""
+        if override is not None:
+            return units * override
+        if self.usd_per_unit is not None:
+            return units * self.usd_per_unit
+        if self.units_per_usd:
+            return units / self.units_per_usd
+        raise ValueError(f"no conversion rate for {self.unit}")
+
+    def units(self, usd: Decimal, *, override: Decimal | None = None) -> Decimal:
+        """The inverse of `usd`: a USD price in this provider's units."""
+        rate = override if override is not None else self.usd_per_unit
+        if rate:
+            return usd / rate
+        if self.units_per_usd is not None:
+            return usd * self.units_per_usd
+        raise ValueError(f"no conversion rate for {self.unit}")
+
+
 class PricingTable(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     min_billed_seconds: int
     max_input_video_seconds: int
+    units: dict[ProviderName, UnitRate]
     rows: list[Rate]
 
     def find(self, provider: ProviderName, model: Model, mode: Mode) -> Rate | None:
@@ -73,8 +107,8 @@ class Quote(BaseModel):
     provider: ProviderName
     supported: bool
     reason: str | None = None
-    usd: Decimal | None = None
-    credits: Decimal | None = None
+    usd: Amount | None = None
+    credits: Amount | None = None
     billed_seconds: int | None = None
     note: str | None = None  # assumptions, conversions, why a supported quote is ranked last
 

@@ -212,6 +212,9 @@ def allow_private_webhooks() -> bool:
     return get_settings().local_allow_private_webhooks
 
 
+MIN_DEADLINE_S = 30
+
+
 class GenerationRequest(BaseModel):
     """Validated request with defaults filled in; what we store and echo back as `request`."""
 
@@ -252,6 +255,12 @@ class GenerationRequest(BaseModel):
     webhook_url: str | None = Field(default=None, description="Public https:// URL, at most 2048 characters.")
     metadata: dict[str, str] = Field(
         default_factory=dict, description="At most 20 keys of at most 64 characters; values up to 256."
+    )
+    deadline_s: int | None = Field(
+        default=None,
+        ge=MIN_DEADLINE_S,
+        description="Seconds until the generation gives up (failed, error.code timeout; a running EvoLink "
+        "task is canceled at the provider). 30 up to the stack's TASK_DEADLINE_S, its default.",
     )
 
     # ---- helpers for adapters and pricing -------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -13,6 +13,7 @@ from kling_pipeline.domain.status import Status
 
 __all__ = [
     "ElementSpec",
+    "LostCreate",
     "Provider",
     "ProviderElement",
     "ProviderName",
@@ -21,6 +22,9 @@ __all__ = [
     "TaskError",
     "TaskOutput",
 ]
+
+
+LostCreate = Literal["lookup", "callback", "none"]
 
 
 class TaskError(BaseModel):
@@ -79,6 +83,9 @@ class Provider(Protocol):
     name: ProviderName
     supports_callbacks: bool
     supports_cancel: bool
+    # What can be learnt after a create whose answer was lost (docs/providers.md "Lost create answers"):
+    # "lookup" by our external id, "callback" (the task calls our per-generation URL back), or "none".
+    lost_create: LostCreate
 
     def unsupported_reason(self, request: GenerationRequest) -> str | None:
         """None when this provider can run the request; else a short human reason."""

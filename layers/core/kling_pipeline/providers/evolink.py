@@ -16,6 +16,7 @@ from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import ProviderError
 from kling_pipeline.providers.base import (
     ElementSpec,
+    LostCreate,
     ProviderElement,
     ProviderName,
     ProviderTask,
@@ -192,6 +193,7 @@ class EvoLinkProvider:
     name = ProviderName.EVOLINK
     supports_callbacks = True
     supports_cancel = True
+    lost_create: LostCreate = "callback"
 
     def __init__(
         self, *, api_key: str, base_url: str, client: httpx.Client, retry: RetryPolicy = DEFAULT_RETRY

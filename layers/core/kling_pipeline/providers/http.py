@@ -115,8 +115,9 @@ def kind_for_http_status(status: int) -> tuple[ProviderErrorKind, str]:
 def transport_error(provider: str, exc: httpx.HTTPError) -> ProviderError:
     """A transport failure in our terms: always retryable (the next provider may well be reachable)."""
     code = "timeout" if isinstance(exc, httpx.TimeoutException) else "provider_error"
-    sent = "" if is_unsent(exc) else " (the request may have reached the provider)"
-    return ProviderError(provider, "retryable", code, f"{type(exc).__name__}: {exc}{sent}")
+    unsent = is_unsent(exc)
+    sent = "" if unsent else " (the request may have reached the provider)"
+    return ProviderError(provider, "retryable", code, f"{type(exc).__name__}: {exc}{sent}", sent=not unsent)
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:

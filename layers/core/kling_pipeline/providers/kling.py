@@ -20,6 +20,7 @@ from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import ProviderError, ProviderErrorKind
 from kling_pipeline.providers.base import (
     ElementSpec,
+    LostCreate,
     ProviderElement,
     ProviderName,
     ProviderTask,
@@ -335,6 +336,7 @@ class KlingProvider:
     name = ProviderName.KLING
     supports_callbacks = True
     supports_cancel = False
+    lost_create: LostCreate = "lookup"
 
     def __init__(
         self,
@@ -402,8 +404,12 @@ class KlingProvider:
                 found = self._last_look(external_task_id, endpoint)
                 if found is not None:
                     return found
+            # An earlier attempt may have landed even when the last one was refused: say so.
             if isinstance(exc, httpx.HTTPError):
-                raise transport_error(self.name, exc) from exc
+                error = transport_error(self.name, exc)
+                error.maybe_created = maybe_created
+                raise error from exc
+            exc.maybe_created = exc.maybe_created or maybe_created
             raise
 
     def query(self, task_id: str) -> ProviderTask:

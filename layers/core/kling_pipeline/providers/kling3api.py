@@ -16,6 +16,7 @@ from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import ProviderError, ProviderErrorKind
 from kling_pipeline.providers.base import (
     ElementSpec,
+    LostCreate,
     ProviderElement,
     ProviderName,
     ProviderTask,
@@ -183,6 +184,7 @@ class Kling3ApiProvider:
     name = ProviderName.KLING3API
     supports_callbacks = False
     supports_cancel = False
+    lost_create: LostCreate = "none"
 
     def __init__(
         self, *, api_key: str, base_url: str, client: httpx.Client, retry: RetryPolicy = DEFAULT_RETRY

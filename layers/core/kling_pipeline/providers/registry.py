@@ -6,11 +6,13 @@ The composition root of the provider package. Nothing is built at import; `get_p
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 
 import httpx
 
 from kling_pipeline.config import Settings, get_settings, settings_version
+from kling_pipeline.domain.ledger import Ledger
 from kling_pipeline.domain.pricing import Pricing
 from kling_pipeline.providers.base import Provider, ProviderName
 from kling_pipeline.providers.evolink import EvoLinkProvider
@@ -75,7 +77,21 @@ def _router(_version: int) -> Router:
     return Router(get_providers(), pricing)
 
 
+@lru_cache(maxsize=1)
+def get_ledger() -> Ledger:
+    """USD conversions at pricing.json's rates, overridden by `KLING_USD_PER_UNIT` and
+    `KLING3API_USD_PER_CREDIT` when set."""
+    settings = get_settings()
+    configured = {
+        ProviderName.KLING: settings.kling_usd_per_unit,
+        ProviderName.KLING3API: settings.kling3api_usd_per_credit,
+    }
+    overrides = {name: Decimal(str(rate)) for name, rate in configured.items() if rate is not None}
+    return Ledger(overrides=overrides)
+
+
 def reset_providers() -> None:
-    """Forget the cached providers and router (tests and the local stack change the environment)."""
+    """Forget the cached providers, router and ledger (tests and the local stack change the environment)."""
+    get_ledger.cache_clear()
     _router.cache_clear()
     _providers.cache_clear()

@@ -1,10 +1,13 @@
 """Cheapest-first provider choice with failover ("if it's down, we use the next cheapest available").
 
-A `final` answer (bad request, content policy, auth) stops the walk: another provider would refuse the
-same request, or worse, accept what one provider's policy rejected. `retryable` and `throttled` answers
-move on to the next provider. When every provider failed, the least bad error is raised: `throttled` if
-any provider was merely busy (the pipeline then queues the generation and retries later), else
-`retryable`.
+Failover happens only on answers that prove no task was created (`outcome.maybe_created`): a create that
+may have landed (timeout after sending, cut connection, 5xx) raises `CreateUnconfirmed` and the
+generation stays with that provider — never two paid tasks. A `final` answer (bad request, content
+policy) stops the walk: another provider would refuse the same request, or worse, accept what one
+provider's policy rejected; a refused key (`auth`) is that account's problem and fails over.
+`retryable` and `throttled` refusals move on to the next provider. When every provider refused, the
+least bad error is raised: `throttled` if any provider was merely busy (the pipeline then queues the
+generation and retries later), else `retryable`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from aws_lambda_powertools import Logger
 
 from kling_pipeline.domain.pricing import Estimate, Pricing
 from kling_pipeline.domain.request import GenerationRequest
-from kling_pipeline.errors import InvalidInput, NoProviderAvailable, ProviderError
+from kling_pipeline.errors import CreateUnconfirmed, InvalidInput, NoProviderAvailable, ProviderError
 from kling_pipeline.observability import SERVICE
 from kling_pipeline.providers.base import Provider, ProviderName, ProviderTask
+from kling_pipeline.providers.outcome import maybe_created
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -63,7 +67,10 @@ class Router:
                     request, callback_url=callback_url_for(provider.name), external_task_id=external_task_id
                 )
             except ProviderError as exc:
-                if exc.kind == "final":
+                if maybe_created(exc):
+                    # A task of ours may exist there: another provider would make a second paid one.
+                    raise CreateUnconfirmed(exc) from exc
+                if exc.kind == "final" and exc.code != "auth":
                     raise
                 logger.warning(
                     "provider failed, failing over",
@@ -73,6 +80,11 @@ class Router:
                 continue
             return provider.name, task
         raise least_bad(failures)
+
+    def only(self, name: ProviderName) -> Router:
+        """This router restricted to one provider (none when it is not enabled here)."""
+        chosen = {name: self.providers[name]} if name in self.providers else {}
+        return Router(chosen, self.pricing)
 
     # -- helpers -----------------------------------------------------------------------------------
 

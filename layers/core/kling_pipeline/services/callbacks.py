@@ -5,11 +5,16 @@ callback that says the task is still running (Kling calls back on `processing` t
 and not handed to ingest, which would only record a progress step. A stale or lying body can therefore at
 most make us ask the provider one more time, or one time less: a generation the callbacks do not finish
 is still polled by the fallback from the first poll time.
+
+The body's task id is also read (`named_task_id`): ingest uses it solely to adopt the task of a create
+whose answer was lost (the token proves the URL is ours; the provider is asked about the id before
+anything is believed).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -42,7 +47,12 @@ def accept_callback(provider: str, generation_id: str, token: str | None, body: 
         return
     messaging.send(
         get_settings().ingest_queue_url,
-        IngestMessage(generation_id=generation_id, reason=f"callback:{provider}"),
+        IngestMessage(
+            generation_id=generation_id,
+            reason=f"callback:{provider}",
+            provider=provider,
+            task_id=named_task_id(body),
+        ),
     )
     metrics.add_metric(name="CallbackAccepted", unit=MetricUnit.Count, value=1)
     logger.info(
@@ -61,3 +71,21 @@ def _reports_progress_only(provider: str, body: bytes) -> bool:
         return False
     task = parsed.get("data", parsed) if isinstance(parsed, dict) else None
     return isinstance(task, dict) and task.get("task_status") in statuses
+
+
+_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def named_task_id(body: bytes) -> str | None:
+    """The task id a callback body names (EvoLink `id`, Kling `task_id`, possibly under `data`), when it
+    looks like one: it may end up in a provider URL path, so nothing but letters, digits, `_` and `-`."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    inner = parsed["data"] if isinstance(parsed.get("data"), dict) else parsed
+    value = inner.get("task_id") or inner.get("id")
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    return text if _TASK_ID.fullmatch(text) else None

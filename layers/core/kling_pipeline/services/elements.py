@@ -284,6 +284,7 @@ class ElementMapped:
         self.name = provider.name
         self.supports_callbacks = provider.supports_callbacks
         self.supports_cancel = provider.supports_cancel
+        self.lost_create = provider.lost_create
 
     def unsupported_reason(self, request: GenerationRequest) -> str | None:
         reason = self.inner.unsupported_reason(request)

@@ -14,8 +14,10 @@ from kling_pipeline.config import get_settings
 from kling_pipeline.domain.generation import Generation, utcnow
 from kling_pipeline.errors import ProviderError
 from kling_pipeline.observability import logger, metrics
+from kling_pipeline.providers.base import ProviderName
 from kling_pipeline.services import lifecycle
 from kling_pipeline.services.download import DownloadFailed, LinkExpired
+from kling_pipeline.services.generations import cancel_at_provider
 from kling_pipeline.services.ingest import IngestBusy, ingest_generation
 from kling_pipeline.store.generations import get_generation_store
 
@@ -54,7 +56,12 @@ def poll_step(state: PollState) -> PollState:
         return state.model_copy(update={"done": True})
     if _past_deadline(generation):
         logger.info("generation passed its deadline", extra={"generation_id": generation.id})
-        lifecycle.fail(generation.id, "timeout", "the provider did not finish before the deadline")
+        timed_out = lifecycle.fail(
+            generation.id, "timeout", "the provider did not finish before the deadline"
+        )
+        if timed_out is not None and timed_out.provider and timed_out.provider_task_id:
+            # Stop the task where the provider can (EvoLink): it holds a concurrency slot and may bill.
+            cancel_at_provider(ProviderName(timed_out.provider), timed_out.provider_task_id)
         return state.model_copy(update={"done": True})
     settings = get_settings()
     # Doubling from the first poll wait (an execution started late begins with a short one).

@@ -19,18 +19,26 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from kling_pipeline import messaging
 from kling_pipeline.config import get_settings
-from kling_pipeline.domain.generation import Cost, Generation, GenerationError, GenerationPage, utcnow
+from kling_pipeline.domain.generation import Generation, GenerationError, GenerationPage, utcnow
+from kling_pipeline.domain.money import EstimatedCost
 from kling_pipeline.domain.pricing import Estimate
 from kling_pipeline.domain.request import GenerationRequest, parse_generation_request
 from kling_pipeline.domain.status import Status
-from kling_pipeline.errors import Conflict, InvalidInput, NoProviderAvailable, ProviderError
+from kling_pipeline.errors import (
+    Conflict,
+    CreateUnconfirmed,
+    InvalidInput,
+    NoProviderAvailable,
+    ProviderError,
+)
 from kling_pipeline.ids import new_generation_id
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import ProviderName, ProviderTask
-from kling_pipeline.providers.registry import get_providers, get_router
+from kling_pipeline.providers.registry import get_ledger, get_providers, get_router
 from kling_pipeline.providers.router import Router
-from kling_pipeline.services import lifecycle
+from kling_pipeline.services import lifecycle, unconfirmed
+from kling_pipeline.services.deadlines import check_deadline, first_wait_s, retry_delay_s
 from kling_pipeline.services.elements import element_router
 from kling_pipeline.services.inputs import check_inputs, with_presigned_inputs
 from kling_pipeline.services.tokens import callback_token
@@ -40,7 +48,7 @@ from kling_pipeline.store.media import get_media_store
 
 def validated_request(body: Mapping[str, Any], *, tenant_id: str) -> GenerationRequest:
     """Every check that can fail on the caller's input, before anything is written or spent."""
-    request = parse_generation_request(body)
+    request = check_deadline(parse_generation_request(body), get_settings().task_deadline_s)
     return check_inputs(request, tenant_id=tenant_id)
 
 
@@ -59,16 +67,16 @@ def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = 
         updated_at=now,
         progress=0,
         request=request,
-        estimated_cost=_estimated_cost(estimate, request),
+        estimated_cost=_estimated_cost(estimate, request.provider or estimate.chosen),
         metadata=request.metadata,
         source=source,
-        deadline_at=now + timedelta(seconds=get_settings().task_deadline_s),
+        deadline_at=now + timedelta(seconds=request.deadline_s or get_settings().task_deadline_s),
     )
     # Safety net, sent before the write so no generation can exist without it, due at the first poll time:
     # the submitter then finishes whatever this process could not (submit, announce the outcome) and starts
     # the fallback for a generation whose callback is late.
     safety_net = SubmitMessage(generation_id=generation.id)
-    messaging.send(get_settings().submit_queue_url, safety_net, delay_s=get_settings().fallback_first_poll_s)
+    messaging.send(get_settings().submit_queue_url, safety_net, delay_s=first_wait_s(generation))
     get_generation_store().create(generation)
     logger.append_keys(generation_id=generation.id)
     return submit(generation, router=router)
@@ -79,31 +87,55 @@ def submit(generation: Generation, *, router: Router | None = None) -> Generatio
     if generation.submit_attempts > 0 and (adopted := _adopt_existing(generation)) is not None:
         return adopted
     try:
-        router = router or _router_for(generation.request, generation.tenant_id)
-        provider, task = router.submit(
+        chosen = router or _router_for(generation.request, generation.tenant_id)
+        if generation.unconfirmed_provider:  # a task of ours may exist there: never anywhere else
+            chosen = chosen.only(ProviderName(generation.unconfirmed_provider))
+        provider, task = chosen.submit(
             with_presigned_inputs(generation.request),
             callback_url_for=lambda name: callback_url(name, generation.id),
             external_task_id=generation.id,
         )
     except (NoProviderAvailable, InvalidInput) as exc:  # InvalidInput: an element deleted since create
         return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
+    except CreateUnconfirmed as exc:
+        name = ProviderName(exc.provider)
+        return unconfirmed.hold(
+            generation,
+            exc,
+            estimate=_estimated_cost(chosen.estimate(generation.request), name),
+            has_callback=callback_url(name, generation.id) is not None,
+            requeue=_queue_for_retry,
+        )
     except ProviderError as exc:
         if exc.kind == "final":
             return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
         return _queue_for_retry(generation, exc)
-    return _record_submitted(generation, provider, task)
+    estimate = _estimated_cost(chosen.estimate(generation.request), provider)
+    return _record_submitted(generation, provider, task, estimate=estimate)
 
 
-def _record_submitted(generation: Generation, provider: ProviderName, task: ProviderTask) -> Generation:
+def _record_submitted(
+    generation: Generation,
+    provider: ProviderName,
+    task: ProviderTask,
+    *,
+    estimate: EstimatedCost | None = None,
+) -> Generation:
     store = get_generation_store()
+    changes = {"estimated_cost": estimate} if estimate is not None else {}
     submitted = store.transition(
-        generation.id, Status.SUBMITTED, provider=provider.value, provider_task_id=task.task_id, progress=0
+        generation.id,
+        Status.SUBMITTED,
+        provider=provider.value,
+        provider_task_id=task.task_id,
+        progress=0,
+        **changes,
     )
     if submitted is None:
         current = _reread(generation)
         if current.status is Status.CANCELED and current.provider_task_id is None:
             # Canceled while we were submitting: stop the paid task where we can, and remember it.
-            _cancel_at_provider(provider, task.task_id)
+            cancel_at_provider(provider, task.task_id)
             store.update(
                 generation.id,
                 lambda g: g.model_copy(update={"provider": provider.value, "provider_task_id": task.task_id}),
@@ -116,10 +148,10 @@ def _record_submitted(generation: Generation, provider: ProviderName, task: Prov
             # A retried submit: the create's safety net is spent, so a new check comes due at the first poll.
             # If it cannot be sent, the message being handled fails and comes back to start the fallback.
             check = SubmitMessage(generation_id=generation.id)
-            messaging.send(settings.submit_queue_url, check, delay_s=settings.fallback_first_poll_s)
+            messaging.send(settings.submit_queue_url, check, delay_s=first_wait_s(generation))
         return submitted
     try:
-        messaging.start_fallback(generation.id, first_wait_s=settings.fallback_first_poll_s)
+        messaging.start_fallback(generation.id, first_wait_s=first_wait_s(generation))
     except Exception:
         # The task is paid for: never fail the request now; the submitter's safety net starts it.
         logger.exception("fallback not started yet", extra={"generation_id": generation.id})
@@ -157,6 +189,7 @@ def cancel_generation(tenant_id: str, generation_id: str) -> Generation:
         generation_id,
         Status.CANCELED,
         error=GenerationError(code="canceled", message="canceled by the caller"),
+        actual_cost=get_ledger().nothing(),  # until the provider reports a charge for the stopped task
     )
     if canceled is None:
         current = store.get_for_tenant(tenant_id, generation_id)
@@ -164,9 +197,10 @@ def cancel_generation(tenant_id: str, generation_id: str) -> Generation:
             return current
         raise Conflict(f"generation {generation_id} is already {current.status.value}")
     if canceled.provider and canceled.provider_task_id:
-        _cancel_at_provider(ProviderName(canceled.provider), canceled.provider_task_id)
+        cancel_at_provider(ProviderName(canceled.provider), canceled.provider_task_id)
     messaging.stop_fallback(generation_id)
     metrics.add_metric(name="GenerationCanceled", unit=MetricUnit.Count, value=1)
+    lifecycle.announce(canceled)
     return canceled
 
 
@@ -199,14 +233,19 @@ def callback_url(provider: ProviderName, generation_id: str) -> str | None:
 
 def _adopt_existing(generation: Generation) -> Generation | None:
     """A retried submit first asks providers that can look tasks up by our id: never pay twice."""
-    for name, provider in get_providers().items():
+    providers = get_providers()
+    if generation.unconfirmed_provider:
+        name = ProviderName(generation.unconfirmed_provider)
+        providers = {name: providers[name]} if name in providers else {}
+    for name, provider in providers.items():
         try:
             task = provider.find_by_external_id(generation.id, generation.request)
         except ProviderError:
             continue
         if task is not None:
             logger.info("adopting the task of an earlier attempt", extra={"generation_id": generation.id})
-            return _record_submitted(generation, name, task)
+            estimate = _estimated_cost(get_router().estimate(generation.request), name)
+            return _record_submitted(generation, name, task, estimate=estimate)
     return None
 
 
@@ -214,7 +253,7 @@ def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation
     settings = get_settings()
     attempts = generation.submit_attempts + 1
     delay = min(settings.submit_retry_max_s, settings.submit_retry_base_s * 2 ** min(attempts - 1, 10))
-    delay = int(delay * random.uniform(0.5, 1.0)) or 1  # full-ish jitter spreads a burst
+    delay = retry_delay_s(generation, int(delay * random.uniform(0.5, 1.0)) or 1)  # jitter spreads a burst
     updated = get_generation_store().update(
         generation.id,
         lambda g: g.model_copy(update={"submit_attempts": attempts}) if g.status is Status.QUEUED else None,
@@ -228,19 +267,18 @@ def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation
     return updated or _reread(generation)
 
 
-def _cancel_at_provider(provider: ProviderName, task_id: str) -> None:
+def cancel_at_provider(provider: ProviderName, task_id: str) -> None:
+    """Stop a paid task where the provider can (EvoLink); best effort, never raises."""
     try:
         get_providers()[provider].cancel(task_id)
     except (ProviderError, KeyError) as exc:
         logger.warning("provider-side cancel failed", extra={"task_id": task_id, "reason": str(exc)})
 
 
-def _estimated_cost(estimate: Estimate, request: GenerationRequest) -> Cost | None:
-    chosen = request.provider or estimate.chosen
-    quote = next((item for item in estimate.quotes if item.provider == chosen), None)
-    if quote is None:
-        return None
-    return Cost(usd=quote.usd, credits=quote.credits, provider=quote.provider.value)
+def _estimated_cost(estimate: Estimate, provider: str | None) -> EstimatedCost | None:
+    """The quote of `provider` (the one chosen, or the one that took the task) in USD."""
+    quote = next((item for item in estimate.quotes if item.provider == provider), None)
+    return None if quote is None else get_ledger().estimated(quote)
 
 
 def _with_download_urls(generation: Generation) -> Generation:

@@ -11,14 +11,15 @@ from datetime import timedelta
 from aws_lambda_powertools.metrics import MetricUnit
 
 from kling_pipeline.config import get_settings
-from kling_pipeline.domain.generation import Cost, Generation, Output, utcnow
+from kling_pipeline.domain.generation import Generation, Output, utcnow
 from kling_pipeline.domain.media import NotAnMp4
+from kling_pipeline.domain.money import ActualCost
 from kling_pipeline.domain.status import Status
 from kling_pipeline.messages import IngestMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import Provider, ProviderName, ProviderTask
-from kling_pipeline.providers.registry import get_providers
-from kling_pipeline.services import lifecycle
+from kling_pipeline.providers.registry import get_ledger, get_providers
+from kling_pipeline.services import lifecycle, unconfirmed
 from kling_pipeline.services.download import LinkExpired, open_download
 from kling_pipeline.store.generations import IngestClaim, get_generation_store
 from kling_pipeline.store.media import MediaStore, StoredVideo, get_media_store
@@ -47,6 +48,13 @@ def ingest(message: IngestMessage) -> Generation | None:
         return None
     if not claim.claimed and not generation.status.is_terminal:
         raise IngestBusy(f"{generation.id} is being ingested by another worker")
+    if (
+        message.provider is not None
+        and message.task_id is not None
+        and generation.provider_task_id is None
+        and generation.unconfirmed_provider == message.provider
+    ):
+        generation = unconfirmed.adopt(generation, message.provider, message.task_id) or generation
     result: Generation | None = None
     try:
         result = ingest_generation(generation, leased=claim.claimed)
@@ -73,6 +81,7 @@ def ingest_generation(generation: Generation, *, leased: bool = False) -> Genera
     """`ingest` for a generation the caller has just read (the fallback poller), without reading it again;
     `leased` when the caller already holds the ingest lease."""
     if generation.status is Status.CANCELED:
+        lifecycle.announce(generation)  # no-op once announced
         _record_canceled_cost(generation)
         return generation
     if generation.status.is_terminal:
@@ -182,31 +191,30 @@ def _download(media: MediaStore, key: str, url: str, *, source: str) -> StoredVi
 
 def _record_canceled_cost(generation: Generation) -> None:
     """A canceled task may still finish (and be charged) at the provider: keep the cost, ignore the video."""
-    if (
-        generation.actual_cost is not None
-        or generation.provider is None
-        or generation.provider_task_id is None
-    ):
+    reported = generation.actual_cost is not None and generation.actual_cost.basis == "reported"
+    if reported or generation.provider is None or generation.provider_task_id is None:
         return
     task = _provider(generation).query(generation.provider_task_id)
     if task.status.is_terminal:
         _record_late_cost(generation.id, _cost(generation, task))
 
 
-def _record_late_cost(generation_id: str, cost: Cost | None) -> None:
-    if cost is None:
-        return
-
+def _record_late_cost(generation_id: str, cost: ActualCost) -> None:
     def record(current: Generation) -> Generation | None:
         return current.model_copy(update={"actual_cost": cost})
 
     get_generation_store().update(generation_id, record)
 
 
-def _cost(generation: Generation, task: ProviderTask) -> Cost | None:
-    if task.cost is None:
-        return None
-    return Cost(usd=task.cost.usd, credits=task.cost.credits, provider=generation.provider)
+def _cost(generation: Generation, task: ProviderTask) -> ActualCost:
+    """The ledger's reading of the provider's answer (its own report first, docs/integrations.md)."""
+    return get_ledger().actual(
+        task.provider,
+        task.status,
+        reported_usd=task.cost.usd if task.cost else None,
+        reported_units=task.cost.credits if task.cost else None,
+        estimate=generation.estimated_cost,
+    )
 
 
 def _provider(generation: Generation) -> Provider:

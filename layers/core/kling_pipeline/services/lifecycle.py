@@ -14,7 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from kling_pipeline import messaging
 from kling_pipeline.config import get_settings
 from kling_pipeline.domain.failures import public_failure_message
-from kling_pipeline.domain.generation import Cost, Generation, GenerationError, Output, rfc3339, utcnow
+from kling_pipeline.domain.generation import Generation, GenerationError, Output, rfc3339, utcnow
+from kling_pipeline.domain.money import ZERO, ActualCost
 from kling_pipeline.domain.status import Status
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
@@ -23,24 +24,33 @@ from kling_pipeline.store.generations import get_generation_store
 
 SUCCEEDED_EVENT = "Generation Succeeded"
 FAILED_EVENT = "Generation Failed"
+CANCELED_EVENT = "Generation Canceled"
+DETAIL_TYPES = {
+    Status.SUCCEEDED: SUCCEEDED_EVENT,
+    Status.FAILED: FAILED_EVENT,
+    Status.CANCELED: CANCELED_EVENT,
+}
+NOT_BILLED = ActualCost(usd=ZERO, basis="not_billed")
 
 
-def succeed(generation_id: str, outputs: list[Output], actual_cost: Cost | None) -> Generation | None:
+def succeed(generation_id: str, outputs: list[Output], actual_cost: ActualCost) -> Generation | None:
     generation = get_generation_store().transition(
         generation_id, Status.SUCCEEDED, outputs=outputs, actual_cost=actual_cost, progress=100, error=None
     )
     if generation is not None:
         metrics.add_metric(name="GenerationSucceeded", unit=MetricUnit.Count, value=1)
-        if actual_cost is not None and actual_cost.usd is not None:
-            metrics.add_metric(name="GenerationCostUsd", unit=MetricUnit.NoUnit, value=float(actual_cost.usd))
+        metrics.add_metric(name="GenerationCostUsd", unit=MetricUnit.NoUnit, value=float(actual_cost.usd))
         latency = (utcnow() - generation.created_at).total_seconds()
         metrics.add_metric(name="RequestToStoredSeconds", unit=MetricUnit.Seconds, value=latency)
         announce(generation)
     return generation
 
 
-def fail(generation_id: str, code: str, message: str, actual_cost: Cost | None = None) -> Generation | None:
-    """End a generation `failed`; a provider's own `message` is logged, the tenant gets a fixed sentence."""
+def fail(
+    generation_id: str, code: str, message: str, actual_cost: ActualCost | None = None
+) -> Generation | None:
+    """End a generation `failed`; a provider's own `message` is logged, the tenant gets a fixed sentence.
+    Without a cost from the provider, nothing was billed (docs/integrations.md)."""
     public = public_failure_message(code, message)
     if public != message:
         logger.info(
@@ -50,7 +60,7 @@ def fail(generation_id: str, code: str, message: str, actual_cost: Cost | None =
         generation_id,
         Status.FAILED,
         error=GenerationError(code=code, message=public),
-        actual_cost=actual_cost,
+        actual_cost=actual_cost or NOT_BILLED,
     )
     if generation is not None:
         metrics.add_metric(name="GenerationFailed", unit=MetricUnit.Count, value=1)
@@ -60,7 +70,7 @@ def fail(generation_id: str, code: str, message: str, actual_cost: Cost | None =
 
 
 def event_detail(generation: Generation) -> dict[str, Any]:
-    """The `Generation Succeeded` / `Generation Failed` detail (docs/events): no presigned URLs in events."""
+    """The `Generation Succeeded` / `Failed` / `Canceled` detail (docs/events); no presigned URLs."""
     return {
         "id": generation.id,
         "tenant_id": generation.tenant_id,
@@ -99,7 +109,7 @@ def announce(generation: Generation) -> bool:
     to look again later: the claim's holder may have died after claiming (found by the chaos run: the
     event and the webhook were then lost for good).
     """
-    if generation.status is Status.CANCELED or generation.announced:
+    if not generation.status.is_terminal or generation.announced:
         return True
     now = utcnow()
     already_announced = False
@@ -117,7 +127,7 @@ def announce(generation: Generation) -> bool:
         if not already_announced:  # being announced right now — or the claim is a dead process's
             _look_again_later(generation.id)
         return already_announced
-    detail_type = SUCCEEDED_EVENT if generation.status is Status.SUCCEEDED else FAILED_EVENT
+    detail_type = DETAIL_TYPES[generation.status]
     try:
         messaging.publish(detail_type, event_detail(generation))
         webhooks.schedule_first_delivery(generation)  # no-op without a webhook_url; queued once per outcome

@@ -14,8 +14,9 @@ carries the same `webhook-id`, so receivers can dedupe: delivery is at least onc
 message repeats an attempt). The address check and the client's own lookup are two resolutions a moment
 apart; pinning the connection to the checked address would close that last rebinding window.
 
-Payloads: `{"type": "generation.succeeded" | "generation.failed", "timestamp": <event time>,
-"data": <the EventBridge detail> + fresh presigned output URLs}`; signatures in `webhook_signing`.
+Payloads: `{"type": "generation.succeeded" | "generation.failed" | "generation.canceled",
+"timestamp": <event time>, "data": <the EventBridge detail> + fresh presigned output URLs}`; signatures
+in `webhook_signing`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from kling_pipeline.store.deliveries import DeliveryAttempt, Outcome, get_delive
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.media import get_media_store
 
-EventType = Literal["generation.succeeded", "generation.failed"]
+EventType = Literal["generation.succeeded", "generation.failed", "generation.canceled"]
 
 ATTEMPT_TIMEOUT_S = 15.0
 # An attempt is only started with this much Lambda time left (connect + send + wait for the status line,
@@ -57,6 +58,7 @@ _JITTER = 0.1  # each retry delay is drawn within ±10 % of the schedule, so ret
 _EVENT_TYPES: dict[Status, EventType] = {
     Status.SUCCEEDED: "generation.succeeded",
     Status.FAILED: "generation.failed",
+    Status.CANCELED: "generation.canceled",
 }
 
 
@@ -141,7 +143,7 @@ def redeliver(tenant_id: str, generation_id: str) -> dict[str, Any]:
     if generation.status not in _EVENT_TYPES:
         raise Conflict(
             f"generation {generation_id} is {generation.status.value}; webhooks are sent only once a "
-            "generation has succeeded or failed"
+            "generation has succeeded, failed or was canceled"
         )
     sequence = get_delivery_store().open_next_sequence(generation_id, generation.updated_at)
     message = DeliveryMessage(

@@ -34,6 +34,13 @@ def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def _usage(task: SimTask) -> dict[str, float]:
+    """What the task is billed: the gateway charges finished tasks only (failed and cancelled: nothing)."""
+    if task.state is TaskState.FAILED:
+        return {"credits": 0.0, "cost_usd": 0.0}
+    return {"credits": float(task.credits), "cost_usd": float(task.cost_usd or 0)}
+
+
 def task_object(task: SimTask) -> dict[str, Any]:
     finish_in = 0.0 if task.finish_at is None else max(0.0, task.finish_at - time.monotonic())
     body: dict[str, Any] = {
@@ -46,7 +53,7 @@ def task_object(task: SimTask) -> dict[str, Any]:
         "task_info": {"can_cancel": not task.state.terminal, "estimated_time": round(finish_in)},
         "type": "video" if task.kind == "video" else "element",
         "results": [],
-        "usage": {"credits": float(task.credits), "cost_usd": float(task.cost_usd or 0)},
+        "usage": _usage(task),
     }
     if task.state is TaskState.SUCCEEDED:
         body["results"] = [task.element_id] if task.kind == "element" else list(task.outputs)

@@ -1,0 +1,106 @@
+"""A create whose answer was lost: find out, per provider, without ever paying twice.
+
+The router never fails over after such an answer (a task of ours may exist there). What happens next
+depends on what the provider lets us learn (docs/providers.md "Lost create answers"):
+
+- `lookup` (Kling, `external_task_id`): the generation stays queued for that provider only; every retry
+  first looks the task up by our id and re-sends the create only when the provider says it does not exist.
+- `callback` (EvoLink, our per-generation callback URL): the generation waits, `submitted` without a task
+  id; the callback that arrives for a task we own names it, and ingest adopts it. The fallback poller's
+  deadline bounds the wait.
+- `none` (kling3api: no callback, no id of ours, no task list): nothing can ever be learnt. The generation
+  fails with `create_unconfirmed` and is counted as charged at its estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from kling_pipeline import messaging
+from kling_pipeline.domain.generation import Generation
+from kling_pipeline.domain.money import EstimatedCost
+from kling_pipeline.domain.status import Status
+from kling_pipeline.errors import CreateUnconfirmed
+from kling_pipeline.observability import logger, metrics
+from kling_pipeline.providers.base import LostCreate, ProviderName
+from kling_pipeline.providers.registry import get_ledger, get_providers
+from kling_pipeline.services import lifecycle
+from kling_pipeline.services.deadlines import first_wait_s
+from kling_pipeline.store.generations import get_generation_store
+
+Requeue = Callable[[Generation, CreateUnconfirmed], Generation]
+
+
+def strategy(provider: ProviderName, *, has_callback: bool) -> LostCreate:
+    """How we can learn about a task whose create answer was lost at `provider`."""
+    adapter = get_providers().get(provider)
+    found: LostCreate = adapter.lost_create if adapter is not None else "none"
+    if found == "callback" and not has_callback:
+        return "none"  # no public callback URL was sent: nothing will ever call us back
+    return found
+
+
+def hold(
+    generation: Generation,
+    error: CreateUnconfirmed,
+    *,
+    estimate: EstimatedCost | None,
+    has_callback: bool,
+    requeue: Requeue,
+) -> Generation:
+    """Keep the generation with the provider that may have its task; never send it anywhere else."""
+    provider = ProviderName(error.provider)
+    how = strategy(provider, has_callback=has_callback)
+    metrics.add_metric(name="CreateUnconfirmed", unit=MetricUnit.Count, value=1)
+    logger.warning(
+        "create answer lost; staying with the provider",
+        extra={"generation_id": generation.id, "provider": provider.value, "strategy": how},
+    )
+    store = get_generation_store()
+    if how == "lookup":
+        pinned = store.update(
+            generation.id,
+            lambda g: (
+                g.model_copy(update={"unconfirmed_provider": provider.value, "estimated_cost": estimate})
+                if g.status is Status.QUEUED
+                else None
+            ),
+        )
+        return requeue(pinned or generation, error)
+    if how == "callback":
+        waiting = store.transition(
+            generation.id,
+            Status.SUBMITTED,
+            provider=provider.value,
+            unconfirmed_provider=provider.value,
+            estimated_cost=estimate,
+        )
+        if waiting is None:
+            return store.get(generation.id) or generation
+        messaging.start_fallback(generation.id, first_wait_s=first_wait_s(waiting))
+        return waiting
+    message = (
+        f"{provider.value} did not confirm the create and offers no way to find the task; "
+        "not sent elsewhere so it is never paid twice"
+    )
+    store.update(generation.id, lambda g: g.model_copy(update={"estimated_cost": estimate}))
+    charged = get_ledger().assumed_charged(provider, estimate)
+    failed = lifecycle.fail(generation.id, "create_unconfirmed", message, actual_cost=charged)
+    return failed or store.get(generation.id) or generation
+
+
+def adopt(generation: Generation, provider: str, task_id: str) -> Generation | None:
+    """Record the task a callback named for a generation waiting on an unconfirmed create."""
+
+    def record(current: Generation) -> Generation | None:
+        if current.provider_task_id is not None or current.unconfirmed_provider != provider:
+            return None
+        return current.model_copy(update={"provider_task_id": task_id})
+
+    adopted = get_generation_store().update(generation.id, record)
+    if adopted is not None:
+        logger.info("adopted the task of an unconfirmed create", extra={"generation_id": generation.id})
+        metrics.add_metric(name="UnconfirmedCreateAdopted", unit=MetricUnit.Count, value=1)
+    return adopted
