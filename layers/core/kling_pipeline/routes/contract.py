@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from pydantic import BaseModel, ConfigDict, Field
 
 from kling_pipeline.domain.element import ElementStatus
+from kling_pipeline.domain.money import ActualCost, Amount, EstimatedCost
 from kling_pipeline.domain.request import Mode, Model
 from kling_pipeline.domain.status import Status
 
@@ -139,14 +139,6 @@ REPLAY_HEADERS = {
 # ---- generations ------------------------------------------------------------------------------------
 
 
-class CostOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    usd: Decimal | None = Field(default=None, description="US dollars, as a decimal string.")
-    credits: Decimal | None = None
-    provider: str | None = None
-
-
 class OutputOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -185,6 +177,12 @@ class GenerationResource(BaseModel):
                 "progress": 100,
                 "request": {"mode": "text-to-video", "prompt": "A lighthouse at dawn", "duration": 5},
                 "estimated_cost": {"usd": "0.3750", "provider": "evolink"},
+                "actual_cost": {
+                    "usd": "0.3750",
+                    "units": "27.0000",
+                    "unit": "evolink_credits",
+                    "basis": "reported",
+                },
                 "outputs": [
                     {
                         "s3_uri": "s3://media-bucket/outputs/acme/gen_01JH8Z6Q8K7V2Y3M4N5P6R7S8T/video-1.mp4",
@@ -213,8 +211,12 @@ class GenerationResource(BaseModel):
     updated_at: datetime = Field(description=TIME_DESCRIPTION)
     progress: int | None = Field(default=None, description="0-100, as the provider reports it.")
     request: dict[str, Any] = Field(description="The request as accepted, with defaults filled in.")
-    estimated_cost: CostOut | None = None
-    actual_cost: CostOut | None = None
+    estimated_cost: EstimatedCost | None = Field(
+        default=None, description="For the provider actually chosen; amounts are strings with four places."
+    )
+    actual_cost: ActualCost | None = Field(
+        default=None, description="What the provider charged: USD always set once final, plus its own units."
+    )
     outputs: list[OutputOut] = Field(default_factory=list)
     error: ProblemOut | None = Field(default=None, description="Why it failed (failed only).")
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -235,8 +237,8 @@ class QuoteOut(BaseModel):
     provider: str
     supported: bool
     reason: str | None = Field(default=None, description="Why the provider cannot take the request.")
-    usd: Decimal | None = None
-    credits: Decimal | None = None
+    usd: Amount | None = None
+    credits: Amount | None = None
     billed_seconds: int | None = None
     note: str | None = None
 
