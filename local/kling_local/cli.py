@@ -1,5 +1,6 @@
-"""`kling-pipeline` command line: `simulate` (provider simulator), `local` (the whole stack) and the API
-client commands (`submit`, `get`, `list`, `wait`, … in `kling_local.client_cli`)."""
+"""`kling-pipeline` command line: `simulate` (provider simulator), `local` (the whole stack), the API
+client commands (`submit`, `get`, `list`, `wait`, … in `kling_local.client_cli`) and the operator's
+`tenants` commands (`kling_local.tenants_cli`)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         "--parameter", action="append", default=[], metavar="KEY=VALUE", help="template parameter override"
     )
 
+    from kling_local import tenants_cli
+
+    tenants_cli.add_parser(sub)
+
     args = parser.parse_args(argv)
+    if args.command == "tenants":
+        return tenants_cli.run(args)
     if hasattr(args, "run"):
         return client_cli.run(args)
     if args.command == "simulate":

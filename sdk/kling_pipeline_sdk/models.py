@@ -21,9 +21,13 @@ class _Model(BaseModel):
 
 
 class Cost(_Model):
+    """`estimated_cost` ({usd, provider}) or `actual_cost` ({usd, units, unit, basis}); amounts are exact."""
+
     usd: Decimal | None = None
-    credits: Decimal | None = None
     provider: str | None = None
+    units: Decimal | None = None
+    unit: str | None = None
+    basis: str | None = None
 
 
 class Output(_Model):

@@ -14,7 +14,7 @@ accounts, quotas or internal hosts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -31,6 +31,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from kling_pipeline.domain.validation import invalid_input, issues_from_errors
 from kling_pipeline.errors import FieldIssue, PipelineError, ProviderError
 from kling_pipeline.observability import logger
+
+Details = Sequence[FieldIssue] | Mapping[str, str]
 
 # API Gateway accepts 10 MB; a generation request is a few KB (media travel as URLs), so anything past
 # 1 MiB is a mistake or abuse and is refused before it is parsed.
@@ -57,12 +59,15 @@ def error_body(
     code: str,
     message: str,
     *,
-    details: Sequence[FieldIssue] = (),
+    details: Details = (),
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """The error body of DESIGN.md §4; `details` and `request_id` only when there is something to say."""
+    """The error body of DESIGN.md §4; `details` and `request_id` only when there is something to say.
+    `details` is one entry per invalid field, or an object of figures (`budget_exceeded`)."""
     error: dict[str, Any] = {"code": code, "message": message}
-    if details:
+    if isinstance(details, Mapping):
+        error["details"] = dict(details)
+    elif details:
         error["details"] = [{"field": issue.field, "issue": issue.issue} for issue in details]
     if request_id:
         error["request_id"] = request_id
@@ -74,7 +79,7 @@ def error_response(
     code: str,
     message: str,
     *,
-    details: Sequence[FieldIssue] = (),
+    details: Details = (),
     request_id: str | None = None,
 ) -> Response[dict[str, Any]]:
     return Response(

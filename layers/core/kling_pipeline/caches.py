@@ -8,13 +8,14 @@ def reset_caches() -> None:
     from kling_pipeline import aws, config
     from kling_pipeline.providers import registry
     from kling_pipeline.services import idempotency, webhooks
-    from kling_pipeline.store import deliveries, elements, generations, media
+    from kling_pipeline.store import budgets, deliveries, elements, generations, media
 
     config.reset_settings()
     aws.reset_clients()
     registry.reset_providers()
     for factory in (
         generations.get_generation_store,
+        budgets.get_budget_store,
         elements.get_element_store,
         deliveries.get_delivery_store,
         media.get_media_store,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -39,6 +40,9 @@ class Settings(BaseSettings):
     kling3api_usd_per_credit: float | None = None
     # USD value of one Kling resource-pack unit (`final_unit_deduction`); unset: pricing.json's rate.
     kling_usd_per_unit: float | None = None
+
+    # Every tenant's monthly spend cap in USD (per-tenant overrides in DynamoDB); unset: unlimited.
+    tenant_monthly_budget_usd: Decimal | None = Field(default=None, ge=0)
 
     # Secrets Manager names (deployed stacks); JSON objects whose keys are the variable names above.
     provider_secret_name: str | None = None

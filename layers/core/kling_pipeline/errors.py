@@ -117,6 +117,18 @@ class CreateUnconfirmed(ProviderError):
         )
 
 
+class BudgetExceeded(PipelineError):
+    """The create would take the tenant past its monthly budget; nothing was written or submitted.
+    `details` carries the figures (month, budget_usd, spent_usd, reserved_usd, estimate_usd)."""
+
+    code = "budget_exceeded"
+    status_code = 402
+
+    def __init__(self, message: str, details: dict[str, str]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 class NoProviderAvailable(PipelineError):
     """No enabled provider supports the request (a validation problem, not an outage)."""
 

@@ -166,6 +166,7 @@ class LocalStack:
             "region": self.region,
             "bucket": self.bucket,
             "event_bus_name": self.event_bus_name,
+            "generations_table": self._require(self.resources, "resources").tables.get("GenerationsTable"),
             "api_keys": self.api_keys,
             "simulator_url": self._simulator.url if self._simulator else None,
         }

@@ -18,13 +18,15 @@ from kling_local.stack.runner import LocalStack
 from tests.integration.waiting import wait_for
 
 KEY_A, KEY_B = "key-a", "key-b"
+KEY_C, TENANT_C = "key-c", "tenant-c"  # the budget tests' own tenant
+KEY_D = "key-d"  # generations with loopback webhook URLs, unloadable once the local escape hatch is off
 FAST_PROVIDER = {"generation_time_s": 1.0, "seed": 7}
 
 
 @pytest.fixture(scope="package")
 def stack() -> Iterator[LocalStack]:
     env = {
-        "LOCAL_API_KEYS": f"{KEY_A}=tenant-a,{KEY_B}=tenant-b",
+        "LOCAL_API_KEYS": f"{KEY_A}=tenant-a,{KEY_B}=tenant-b,{KEY_C}={TENANT_C},{KEY_D}=tenant-d",
         "FALLBACK_FIRST_POLL_S": "2",
         "FALLBACK_MAX_INTERVAL_S": "2",
         "TASK_DEADLINE_S": "90",
@@ -45,15 +47,34 @@ def sim(stack: LocalStack) -> Iterator[Any]:
     simulator.config = SimConfig(**FAST_PROVIDER)
 
 
+def tenant_client(stack: LocalStack, key: str) -> httpx.Client:
+    """An API client whose requests carry `key` (one tenant of LOCAL_API_KEYS)."""
+    return httpx.Client(base_url=stack.api_url, headers={"x-api-key": key}, timeout=30)
+
+
 @pytest.fixture
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, headers={"x-api-key": KEY_A}, timeout=30) as client:
+    with tenant_client(stack, KEY_A) as client:
         yield client
 
 
 @pytest.fixture
 def api_b(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, headers={"x-api-key": KEY_B}, timeout=30) as client:
+    with tenant_client(stack, KEY_B) as client:
+        yield client
+
+
+@pytest.fixture
+def api_c(stack: LocalStack) -> Iterator[httpx.Client]:
+    """Tenant C: its month's usage holds only what the budget tests made."""
+    with tenant_client(stack, KEY_C) as client:
+        yield client
+
+
+@pytest.fixture
+def api_d(stack: LocalStack) -> Iterator[httpx.Client]:
+    """Tenant D: generations whose webhook URLs are loopback receivers, kept out of others' listings."""
+    with tenant_client(stack, KEY_D) as client:
         yield client
 
 
@@ -95,3 +116,17 @@ def bus_listener(stack: LocalStack) -> Iterator[Callable[[], list[dict[str, Any]
     events.remove_targets(Rule=name, EventBusName=stack.event_bus_name, Ids=["listener"])
     events.delete_rule(Name=name, EventBusName=stack.event_bus_name)
     sqs.delete_queue(QueueUrl=queue_url)
+
+
+def put_requested(stack: LocalStack, detail: dict[str, Any]) -> None:
+    answer = stack.client("events").put_events(
+        Entries=[
+            {
+                "Source": "kling-pipeline.requests",  # the template's default EventSources
+                "DetailType": "Generation Requested",
+                "Detail": json.dumps(detail),
+                "EventBusName": stack.event_bus_name,
+            }
+        ]
+    )
+    assert answer["FailedEntryCount"] == 0

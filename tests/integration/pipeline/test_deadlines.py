@@ -1,4 +1,5 @@
-"""Per-request deadlines and the announcement of every final state, through the local stack.
+"""Per-request deadlines and the announcement of every final state, through the local stack (tenant D:
+its generations carry loopback webhook URLs, valid only while the local escape hatch is on).
 
 A real webhook receiver on 127.0.0.1 (the local escape hatch for private webhook URLs is turned on for
 these tests only) and a real EventBridge rule on the stack's bus whose target is an SQS queue.
@@ -47,13 +48,13 @@ def announced(
 
 def test_cancel_is_announced_by_webhook_and_on_the_bus(
     sim: Any,
-    api: httpx.Client,
+    api_d: httpx.Client,
     private_webhooks: None,
     callback_receiver: CallbackReceiver,
     bus_listener: Callable[[], list[dict[str, Any]]],
 ) -> None:
     # Given a running generation that asked for a webhook
-    created = api.post(
+    created = api_d.post(
         "/v1/generations",
         json={
             **BODY,
@@ -63,7 +64,7 @@ def test_cancel_is_announced_by_webhook_and_on_the_bus(
         },
     ).json()
     # When it is canceled
-    assert api.post(f"/v1/generations/{created['id']}/cancel").json()["status"] == "canceled"
+    assert api_d.post(f"/v1/generations/{created['id']}/cancel").json()["status"] == "canceled"
     # Then the receiver gets generation.canceled and the rule's target gets "Generation Canceled"
     hook, event = announced(callback_receiver, bus_listener, created["id"])
     assert hook["type"] == "generation.canceled"
@@ -74,19 +75,19 @@ def test_cancel_is_announced_by_webhook_and_on_the_bus(
 
 def test_deadlines_fail_queued_and_running_generations_and_announce_the_timeout(
     sim: Any,
-    api: httpx.Client,
+    api_d: httpx.Client,
     private_webhooks: None,
     callback_receiver: CallbackReceiver,
     bus_listener: Callable[[], list[dict[str, Any]]],
 ) -> None:
     # Given Kling refusing every create (429: the generation waits in the queue) ...
     sim.config = sim.config.model_copy(update={"error_429_rate": {"kling": 1.0}})
-    queued = api.post(
+    queued = api_d.post(
         "/v1/generations", json={**BODY, "prompt": "Never room", "provider": "kling", "deadline_s": 30}
     ).json()
     assert queued["status"] == "queued"
     # ... and an EvoLink task that never finishes
-    running = api.post(
+    running = api_d.post(
         "/v1/generations",
         json={
             **BODY,
@@ -98,8 +99,8 @@ def test_deadlines_fail_queued_and_running_generations_and_announce_the_timeout(
     ).json()
     assert running["status"] == "submitted"
     # When their 30-second deadlines pass
-    queued_done = wait_terminal(api, queued["id"], timeout=60)
-    running_done = wait_terminal(api, running["id"], timeout=60)
+    queued_done = wait_terminal(api_d, queued["id"], timeout=60)
+    running_done = wait_terminal(api_d, running["id"], timeout=60)
     # Then both failed with timeout; the queued one was never created anywhere ...
     assert (queued_done["status"], queued_done["error"]["code"]) == ("failed", "timeout")
     assert (running_done["status"], running_done["error"]["code"]) == ("failed", "timeout")
@@ -116,10 +117,10 @@ def test_deadlines_fail_queued_and_running_generations_and_announce_the_timeout(
     assert event["detail-type"] == "Generation Failed" and event["detail"]["error"]["code"] == "timeout"
 
 
-def test_a_deadline_above_the_stack_setting_is_refused(api: httpx.Client) -> None:
-    answer = api.post("/v1/generations", json={**BODY, "prompt": "Too patient", "deadline_s": 10_000})
+def test_a_deadline_above_the_stack_setting_is_refused(api_d: httpx.Client) -> None:
+    answer = api_d.post("/v1/generations", json={**BODY, "prompt": "Too patient", "deadline_s": 10_000})
     assert answer.status_code == 422
     assert answer.json()["error"]["details"][0]["field"] == "deadline_s"
-    short = api.post("/v1/generations", json={**BODY, "prompt": "Too hasty", "deadline_s": 5})
+    short = api_d.post("/v1/generations", json={**BODY, "prompt": "Too hasty", "deadline_s": 5})
     assert short.status_code == 422
     assert short.json()["error"]["details"][0]["field"] == "deadline_s"

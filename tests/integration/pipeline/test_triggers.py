@@ -23,6 +23,8 @@ from kling_local.stack.runner import LocalStack
 from kling_pipeline.config import reset_settings
 from tests.integration.waiting import wait_for
 
+from .conftest import put_requested
+
 pytestmark = pytest.mark.integration
 
 GRACE_S = 2
@@ -233,20 +235,6 @@ def test_a_too_small_image_gets_an_error_file_and_nothing_is_submitted(uploads: 
 
 
 # ---- EventBridge ----------------------------------------------------------------------------------------
-
-
-def put_requested(stack: LocalStack, detail: dict[str, Any]) -> None:
-    answer = stack.client("events").put_events(
-        Entries=[
-            {
-                "Source": "kling-pipeline.requests",  # the template's default EventSources
-                "DetailType": "Generation Requested",
-                "Detail": json.dumps(detail),
-                "EventBusName": stack.event_bus_name,
-            }
-        ]
-    )
-    assert answer["FailedEntryCount"] == 0
 
 
 def test_a_generation_requested_event_ends_in_a_generation_succeeded_event(

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from kling_pipeline.domain.money import ActualCost, EstimatedCost
+from kling_pipeline.domain.money import ZERO, ActualCost, Amount, EstimatedCost
 from kling_pipeline.domain.request import GenerationRequest, Mode, Model
 from kling_pipeline.domain.status import Status
 
@@ -69,6 +69,8 @@ class Generation(BaseModel):
     # A create went to this provider and its answer was lost: a task of ours may exist there, so the
     # generation never goes to another provider (docs/providers.md "Lost create answers").
     unconfirmed_provider: str | None = None
+    # What the create reserved of the tenant's monthly budget; settled to the actual cost at the end.
+    reserved_usd: Amount = ZERO
 
     def public(self) -> dict[str, Any]:
         """The JSON body users see (tenant and internal bookkeeping left out)."""
@@ -82,6 +84,7 @@ _INTERNAL_FIELDS = {
     "announced",
     "announce_claimed_until",
     "unconfirmed_provider",
+    "reserved_usd",
 }
 
 

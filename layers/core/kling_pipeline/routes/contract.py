@@ -37,10 +37,22 @@ class ErrorDetail(BaseModel):
     issue: str
 
 
+class BudgetDetails(BaseModel):
+    """The figures behind a `budget_exceeded` (402): amounts are USD strings with four places."""
+
+    month: str
+    budget_usd: str
+    spent_usd: str
+    reserved_usd: str
+    estimate_usd: str
+
+
 class ErrorInfo(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. `validation_error`, `not_found`.")
     message: str
-    details: list[ErrorDetail] | None = Field(default=None, description="One entry per invalid field.")
+    details: list[ErrorDetail] | BudgetDetails | None = Field(
+        default=None, description="One entry per invalid field; the budget's figures for `budget_exceeded`."
+    )
     request_id: str | None = Field(default=None, description="Quote it to support (5xx only).")
 
 

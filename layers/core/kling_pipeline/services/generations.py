@@ -37,7 +37,7 @@ from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import ProviderName, ProviderTask
 from kling_pipeline.providers.registry import get_ledger, get_providers, get_router
 from kling_pipeline.providers.router import Router
-from kling_pipeline.services import lifecycle, unconfirmed
+from kling_pipeline.services import budgets, lifecycle, unconfirmed
 from kling_pipeline.services.deadlines import check_deadline, first_wait_s, retry_delay_s
 from kling_pipeline.services.elements import element_router
 from kling_pipeline.services.inputs import check_inputs, with_presigned_inputs
@@ -57,6 +57,8 @@ def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = 
     router = _router_for(request, tenant_id)  # once: resolving elements reads each of them
     estimate = _quote(router, request)
     now = utcnow()
+    estimated_cost = _estimated_cost(estimate, request.provider or estimate.chosen)
+    reserved = budgets.reserve(tenant_id, estimated_cost, now=now)  # BudgetExceeded: nothing else happens
     generation = Generation(
         id=new_generation_id(),
         tenant_id=tenant_id,
@@ -67,7 +69,8 @@ def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = 
         updated_at=now,
         progress=0,
         request=request,
-        estimated_cost=_estimated_cost(estimate, request.provider or estimate.chosen),
+        estimated_cost=estimated_cost,
+        reserved_usd=reserved,
         metadata=request.metadata,
         source=source,
         deadline_at=now + timedelta(seconds=request.deadline_s or get_settings().task_deadline_s),
@@ -76,8 +79,12 @@ def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = 
     # the submitter then finishes whatever this process could not (submit, announce the outcome) and starts
     # the fallback for a generation whose callback is late.
     safety_net = SubmitMessage(generation_id=generation.id)
-    messaging.send(get_settings().submit_queue_url, safety_net, delay_s=first_wait_s(generation))
-    get_generation_store().create(generation)
+    try:
+        messaging.send(get_settings().submit_queue_url, safety_net, delay_s=first_wait_s(generation))
+        get_generation_store().create(generation)
+    except Exception:
+        budgets.release(tenant_id, reserved, now=now)  # never written: give the reservation back
+        raise
     logger.append_keys(generation_id=generation.id)
     return submit(generation, router=router)
 

@@ -19,7 +19,7 @@ from kling_pipeline.messages import IngestMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import Provider, ProviderName, ProviderTask
 from kling_pipeline.providers.registry import get_ledger, get_providers
-from kling_pipeline.services import lifecycle, unconfirmed
+from kling_pipeline.services import budgets, lifecycle, unconfirmed
 from kling_pipeline.services.download import LinkExpired, open_download
 from kling_pipeline.store.generations import IngestClaim, get_generation_store
 from kling_pipeline.store.media import MediaStore, StoredVideo, get_media_store
@@ -203,7 +203,9 @@ def _record_late_cost(generation_id: str, cost: ActualCost) -> None:
     def record(current: Generation) -> Generation | None:
         return current.model_copy(update={"actual_cost": cost})
 
-    get_generation_store().update(generation_id, record)
+    updated = get_generation_store().update(generation_id, record)
+    if updated is not None:
+        budgets.settle_late(updated, cost)
 
 
 def _cost(generation: Generation, task: ProviderTask) -> ActualCost:

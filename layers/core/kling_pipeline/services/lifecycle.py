@@ -19,7 +19,7 @@ from kling_pipeline.domain.money import ZERO, ActualCost
 from kling_pipeline.domain.status import Status
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
-from kling_pipeline.services import webhooks
+from kling_pipeline.services import budgets, webhooks
 from kling_pipeline.store.generations import get_generation_store
 
 SUCCEEDED_EVENT = "Generation Succeeded"
@@ -129,6 +129,7 @@ def announce(generation: Generation) -> bool:
         return already_announced
     detail_type = DETAIL_TYPES[generation.status]
     try:
+        budgets.settle(generation)  # once per generation, whoever announces first
         messaging.publish(detail_type, event_detail(generation))
         webhooks.schedule_first_delivery(generation)  # no-op without a webhook_url; queued once per outcome
     except Exception:

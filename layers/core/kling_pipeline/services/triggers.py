@@ -36,7 +36,7 @@ from botocore.exceptions import ClientError
 from kling_pipeline.config import get_settings
 from kling_pipeline.domain.generation import Generation, utcnow
 from kling_pipeline.domain.request import MAX_DURATION_WITH_VIDEO
-from kling_pipeline.errors import InvalidInput, NoProviderAvailable, PipelineError
+from kling_pipeline.errors import BudgetExceeded, InvalidInput, NoProviderAvailable, PipelineError
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.store.documents import is_condition_failure
 from kling_pipeline.store.generations import get_generation_store
@@ -56,7 +56,7 @@ _RECOVERY_PAGE = 100
 _RECOVERY_MAX_PAGES = 50
 
 # Rejections raised before anything is written or submitted: final for the job, never retried.
-REJECTIONS: tuple[type[PipelineError], ...] = (InvalidInput, NoProviderAvailable)
+REJECTIONS: tuple[type[PipelineError], ...] = (InvalidInput, NoProviderAvailable, BudgetExceeded)
 
 
 class JobInProgress(Exception):
@@ -76,6 +76,8 @@ class JobOutcome:
 def error_details(exc: PipelineError) -> dict[str, Any]:
     """The `error` member of DESIGN.md §4's error body, for files and events."""
     details = getattr(exc, "details", None) or []
+    if isinstance(details, dict):  # budget_exceeded: the figures, as in the API's 402 body
+        return {"code": exc.code, "message": exc.message, "details": details}
     return {
         "code": exc.code,
         "message": exc.message,
