@@ -8,7 +8,9 @@ what to change, and pass through unchanged.
 
 from __future__ import annotations
 
-OWN_CODES = frozenset({"timeout", "no_provider", "validation_error", "budget_exceeded", "canceled"})
+OWN_CODES = frozenset(
+    {"timeout", "no_provider", "validation_error", "budget_exceeded", "canceled", "create_unconfirmed"}
+)
 
 FAILURE_MESSAGES: dict[str, str] = {
     "content_policy": "the provider refused the prompt or an input under its content policy",
