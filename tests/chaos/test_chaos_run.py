@@ -17,11 +17,11 @@ from kling_local.chaos.run import ChaosConfig, ChaosRun
 
 pytestmark = pytest.mark.timeout(600)
 
-# Open findings, reproduced here and described in docs/reliability.md (their causes sit in code other
-# changes own): a create whose answer was lost at EvoLink (no lookup by our id there) fails over to a
-# second provider, a second paid task; a create retried with the same Idempotency-Key and body after an
-# injected fault was answered 409 "already used with a different request body".
-KNOWN_OPEN: frozenset[str] = frozenset({"paid_tasks_not_exactly_one", "valid_creates_refused"})
+# Open finding, reproduced here and described in docs/reliability.md (its cause sits in the submit and
+# failover code another change is rewriting): a create whose answer was lost at a provider that cannot be
+# asked by our id (EvoLink, kling3api) fails over to another provider — a second paid task, attributed to
+# the generation when its callback URL names it, unattributed when the provider has no callback.
+KNOWN_OPEN: frozenset[str] = frozenset({"paid_tasks_not_exactly_one", "paid_tasks_unattributed"})
 
 
 def test_every_generation_is_accounted_for_under_every_fault_at_once() -> None:
@@ -34,7 +34,7 @@ def test_every_generation_is_accounted_for_under_every_fault_at_once() -> None:
     assert {k: v for k, v in accounting.violations.items() if k not in KNOWN_OPEN} == {}, details
     counts = accounting.counts
     print("refused creates:", accounting.details["refused_create_answers"])
-    assert counts["submitted"] == 40 and counts["generations_accepted"] >= 30
+    assert counts["generations_accepted"] == 40
     assert counts["stack_kills"] == 1
     assert counts["handler_crashes_injected"] > 0
     assert sum(counts["aws_faults_injected"].values()) > 0

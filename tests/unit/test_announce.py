@@ -102,3 +102,19 @@ def test_a_live_claim_keeps_the_lookers_watching_until_the_outcome_is_announced(
     assert sent == [generation.id]
     retry_submission(SubmitMessage(generation_id=generation.id))  # announced: nothing pending
     assert sent == [generation.id]
+
+
+def test_a_terminal_write_applied_with_its_answer_lost_is_still_announced(
+    pipeline_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the chaos run: the succeed UpdateItem was applied, its answer dropped; the retried write
+    # was refused (the status had already moved), so `succeed` saw a lost race and nobody announced.
+    sent: list[str] = []
+    monkeypatch.setattr(messaging, "publish", lambda detail_type, detail: sent.append(detail["id"]))
+    generation = stored_generation(status=Status.SUCCEEDED)  # our own write, as the retry finds it
+    get_generation_store().create(generation)
+
+    assert lifecycle.succeed(generation.id, outputs=[], actual_cost=None) is None  # "lost the race"
+    assert sent == [generation.id]
+    assert lifecycle.fail(generation.id, "timeout", "late") is None  # announced now: nothing more
+    assert sent == [generation.id]

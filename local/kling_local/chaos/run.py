@@ -574,6 +574,9 @@ class Accounting:
         dropped_creates = run.proxy.injected.get("s3.CreateMultipartUpload:drop_after_apply", 0)
 
         hooks = _webhook_accounting(run.webhooks.messages, final)
+        events_so_far = _event_accounting(run.events, final)
+        suspects = sorted(set(events_so_far["missing"]) | set(hooks["missing"]))
+        raw_items = _raw_items(run.aws("dynamodb"), suspects)
         events = _event_accounting(run.events, final)
         dlq = _dlq_contents(run.aws("sqs"))
 
@@ -658,6 +661,7 @@ class Accounting:
             ),
             "webhook_body_samples": hooks["samples"],
             "unacknowledged": unacknowledged,
+            "raw_items_of_unannounced": raw_items,
         }
         return cls(counts=counts, must_be_zero=must_be_zero, details=details, config=record.config)
 
@@ -790,6 +794,23 @@ def _event_accounting(log: EventLog, final: dict[str, dict[str, Any]]) -> dict[s
         "conflicting": conflicting,
         "per_generation_max": max((sum(c.values()) for c in per_generation.values()), default=0),
     }
+
+
+def _raw_items(dynamodb: Any, generation_ids: list[str]) -> dict[str, Any]:
+    """The stored items of generations whose announcement is missing (the bookkeeping tells why)."""
+    found: dict[str, Any] = {}
+    if not generation_ids:
+        return found
+    for table in dynamodb.list_tables()["TableNames"]:
+        if "generation" not in table.lower():
+            continue
+        for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+            for item in page["Items"]:
+                text = json.dumps(item, default=str)
+                for gid in generation_ids:
+                    if gid in text:
+                        found.setdefault(gid, []).append(text[:3000])
+    return found
 
 
 def _dlq_contents(sqs: Any) -> dict[str, list[str]]:

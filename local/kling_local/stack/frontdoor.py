@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -64,6 +65,12 @@ class FrontDoor:
         self._gateways: dict[str, GatewayResponses] = {}
         self._busiest_api: str | None = None
         self._registry: FunctionRegistry | None = None
+        # One HTTP invocation at a time, as a Lambda execution environment runs them: the handlers keep
+        # per-request state in process globals — Powertools' routers keep the current event in one class
+        # attribute shared by the API and the callback functions — so two requests on two threads of this
+        # process read each other's event (found by the chaos run and the load run: a retried create saw
+        # another request's body and answered 409; a list saw a callback's event and answered 401).
+        self._environment = threading.Lock()
 
     def configure(
         self,
@@ -95,6 +102,11 @@ class FrontDoor:
 
     def stop(self) -> None:
         self._http.stop()
+
+    def _invoke(self, function: str, event: dict[str, Any]) -> Any:
+        assert self._registry is not None
+        with self._environment:
+            return self._registry.invoke(function, event)
 
     def _find(self, method: str, path: str) -> tuple[Route, dict[str, str]] | str | None:
         """The route and its path parameters; else the API of a path matched with another method."""
@@ -138,7 +150,7 @@ class FrontDoor:
         request_id = event["requestContext"]["requestId"]
         try:
             result = await asyncio.wait_for(
-                asyncio.to_thread(self._registry.invoke, route.function, event), INTEGRATION_TIMEOUT_S
+                asyncio.to_thread(self._invoke, route.function, event), INTEGRATION_TIMEOUT_S
             )
         except TimeoutError:
             logger.error("%s %s: %s timed out", request.method, request.url.path, route.function)

@@ -43,6 +43,8 @@ def succeed(generation_id: str, outputs: list[Output], actual_cost: ActualCost) 
         latency = (utcnow() - generation.created_at).total_seconds()
         metrics.add_metric(name="RequestToStoredSeconds", unit=MetricUnit.Seconds, value=latency)
         announce(generation)
+    else:
+        _announce_if_final(generation_id)
     return generation
 
 
@@ -66,7 +68,18 @@ def fail(
         metrics.add_metric(name="GenerationFailed", unit=MetricUnit.Count, value=1)
         logger.info("generation failed", extra={"generation_id": generation_id, "code": code})
         announce(generation)
+    else:
+        _announce_if_final(generation_id)
     return generation
+
+
+def _announce_if_final(generation_id: str) -> None:
+    """A refused terminal write: someone else's — or our own, applied with its answer lost, its retry then
+    refused (found by the chaos run: nobody announced it). Whoever sees a final, unannounced generation
+    announces it."""
+    current = get_generation_store().get(generation_id)
+    if current is not None and current.status.is_terminal and not current.announced:
+        announce(current)
 
 
 def event_detail(generation: Generation) -> dict[str, Any]:

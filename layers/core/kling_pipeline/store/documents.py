@@ -72,15 +72,22 @@ class DocumentStore(Generic[D]):
         return f"TENANT#{tenant_id}#{self.kind}"
 
     def create(self, document: D) -> None:
+        doc_json = document.model_dump_json()
         try:
             self._table.put_item(
-                Item=self._item(document, version=1), ConditionExpression="attribute_not_exists(pk)"
+                Item=self._item(document, version=1),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if is_condition_failure(exc):
+            if not is_condition_failure(exc):
+                raise
+            existing: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            # Our own put, applied with its answer lost and retried by botocore (found by the chaos run:
+            # the create answered 409 "already exists" for the generation it had just created).
+            if existing is None or low_level_doc(existing) != (doc_json, 1):
                 raise Conflict(f"{_doc(document).id} already exists") from exc
-            raise
-        self.remember(_doc(document).id, document.model_dump_json(), 1)
+        self.remember(_doc(document).id, doc_json, 1)
 
     def get(self, document_id: str) -> D | None:
         seen = self._read(document_id)
