@@ -30,8 +30,13 @@ class ApiError(KlingPipelineError):
         message: str,
         details: list[FieldDetail] | None = None,
         request_id: str | None = None,
+        *,
+        error: dict[str, Any] | None = None,
     ) -> None:
         self.status = status
+        # The whole `error` object as sent: codes with structured details (e.g. the budget figures of
+        # `budget_exceeded`) keep them here.
+        self.error = error or {}
         self.code = code
         self.message = message
         self.details = details or []
@@ -103,7 +108,10 @@ def error_from_response(status: int, body: Any) -> ApiError:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         error = {"code": f"http_{status}", "message": str(body)[:500] if body else f"HTTP {status}"}
-    details = [FieldDetail.model_validate(d) for d in error.get("details") or [] if isinstance(d, dict)]
+    raw = error.get("details")
+    details = (
+        [FieldDetail.model_validate(d) for d in raw if isinstance(d, dict)] if isinstance(raw, list) else []
+    )
     kind = _BY_STATUS.get(status, ServerError if status >= 500 else ApiError)
     return kind(
         status,
@@ -111,4 +119,5 @@ def error_from_response(status: int, body: Any) -> ApiError:
         str(error.get("message", "")),
         details,
         error.get("request_id"),
+        error=error,
     )

@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from standardwebhooks import Webhook
 from kling_pipeline_sdk import (
     AsyncClient,
     AuthenticationError,
+    BudgetExceededError,
     ChecksumMismatchError,
     Client,
     InvalidRequestError,
@@ -291,3 +293,28 @@ def test_async_client_creates_waits_and_lists() -> None:
             return final.status, progress, len(listed)
 
     assert asyncio.run(scenario()) == ("succeeded", ["processing", "succeeded"], 1)
+
+
+@respx.mock
+def test_a_budget_refusal_keeps_its_figures(client: Client) -> None:
+    figures = {"month": "2026-01", "budget_usd": "5.0000", "spent_usd": "4.9000", "reserved_usd": "0.0000",
+               "estimate_usd": "0.3750"}  # fmt: skip
+    respx.post(f"{URL}/v1/generations").respond(
+        402, json={"error": {"code": "budget_exceeded", "message": "over budget", "details": figures}}
+    )
+    with pytest.raises(BudgetExceededError) as caught:
+        client.create(mode="text-to-video", prompt="x")
+    assert caught.value.code == "budget_exceeded"
+    assert caught.value.details == []
+    assert caught.value.error["details"]["budget_usd"] == "5.0000"
+
+
+@respx.mock
+def test_usage_is_typed(client: Client) -> None:
+    respx.get(f"{URL}/v1/usage").respond(
+        json={"month": "2026-01", "budget_usd": None, "spent_usd": "1.2500", "reserved_usd": "0.3750",
+              "counts": {"created": 4}, "by_provider": {"kling": {"usd": "1.2500"}}, "by_mode": {}}
+    )  # fmt: skip
+    usage = client.usage("2026-01")
+    assert usage.spent_usd == Decimal("1.2500") and usage.budget_usd is None
+    assert respx.calls.last.request.url.params["month"] == "2026-01"
