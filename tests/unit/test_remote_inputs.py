@@ -169,3 +169,24 @@ def test_the_simulators_samples_are_valid_inputs_served_by_range() -> None:
     video = client.get("/samples/clip.mp4?duration=4").content
     info = probe_video(BytesReader(video))
     assert check_video(info, "video.url") == [] and info.duration_s == pytest.approx(4.0, abs=0.05)
+
+
+def test_a_video_edit_estimate_is_priced_on_the_https_inputs_measured_length(
+    pipeline_aws: None, event: Any, lambda_context: Any, media: dict[str, bytes]
+) -> None:
+    from functions.api.app import lambda_handler
+
+    server = MediaServer(media)
+    try:
+        request = event("api/create_estimate")
+        request["body"] = json.dumps(
+            {"mode": "video-edit", "prompt": "Make it snow", "video": {"url": f"{server.base}/clip.mp4"}}
+        )
+        response = lambda_handler(request, lambda_context)
+    finally:
+        server.close()
+
+    assert response["statusCode"] == 200, response["body"]
+    quotes = json.loads(response["body"])["quotes"]
+    assert {quote["billed_seconds"] for quote in quotes if quote["supported"]} == {4}
+    assert "length unknown" not in response["body"]
