@@ -155,18 +155,25 @@ def test_an_estimate_for_a_too_small_https_image_answers_422_without_asking_a_pr
 
 
 def test_the_simulators_samples_are_valid_inputs_served_by_range() -> None:
+    import anyio
+    import httpx
     from starlette.applications import Starlette
-    from starlette.testclient import TestClient
 
     from kling_local import samples
     from kling_pipeline.domain.media import BytesReader, check_image, check_video, probe_image, probe_video
 
-    client = TestClient(Starlette(routes=samples.ROUTES))
-    head = client.get("/samples/image.png?size=1280x720", headers={"range": "bytes=0-15"})
+    async def fetch() -> tuple[httpx.Response, bytes, bytes]:
+        transport = httpx.ASGITransport(app=Starlette(routes=samples.ROUTES))
+        async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+            head = await client.get("/samples/image.png?size=1280x720", headers={"range": "bytes=0-15"})
+            image = (await client.get("/samples/image.png?size=1280x720")).content
+            video = (await client.get("/samples/clip.mp4?duration=4")).content
+            return head, image, video
+
+    head, image, video = anyio.run(fetch)
+
     assert head.status_code == 206 and head.headers["content-range"].startswith("bytes 0-15/")
-    image = client.get("/samples/image.png?size=1280x720").content
     assert check_image(probe_image(BytesReader(image)), "first_frame") == []
-    video = client.get("/samples/clip.mp4?duration=4").content
     info = probe_video(BytesReader(video))
     assert check_video(info, "video.url") == [] and info.duration_s == pytest.approx(4.0, abs=0.05)
 
