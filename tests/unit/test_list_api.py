@@ -144,3 +144,17 @@ def test_the_cursor_is_opaque_pages_through_everything_and_is_bound_to_its_tenan
     tampered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
     status, bad = get(event, lambda_context, cursor=tampered)
     assert status == 422 and bad["error"]["details"][0]["field"] == "cursor"
+
+
+@pytest.mark.usefixtures("listing")
+def test_the_elements_list_refuses_unknown_parameters_too(event: Event, lambda_context: Any) -> None:
+    from functions.api.app import lambda_handler
+
+    request = event("api/list_generations")
+    request["path"] = request["resource"] = "/v1/elements"
+    request["queryStringParameters"] = {"status": "ready"}
+    request["multiValueQueryStringParameters"] = {"status": ["ready"]}
+    response = lambda_handler(request, lambda_context)
+
+    assert response["statusCode"] == 422, response["body"]
+    assert json.loads(response["body"])["error"]["details"][0]["field"] == "status"
