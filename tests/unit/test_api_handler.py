@@ -310,7 +310,7 @@ def test_openapi_document_lists_the_routes_and_the_api_key_scheme(event: Event, 
     )
     # The tenant is not a parameter callers can set, and the docs routes are not API operations.
     parameters = {param["name"] for param in schema["paths"]["/v1/generations"]["get"]["parameters"]}
-    assert parameters == {"status", "limit", "cursor"}
+    assert parameters == {"status", "mode", "provider", "created_after", "created_before", "limit", "cursor"}
     assert "/docs" not in schema["paths"] and "/openapi.json" not in schema["paths"]
 
 

@@ -152,3 +152,48 @@ def test_an_estimate_for_a_too_small_https_image_answers_422_without_asking_a_pr
     assert response["statusCode"] == 422
     [detail] = json.loads(response["body"])["error"]["details"]
     assert detail["field"] == "first_frame" and "at least 300 px" in detail["issue"]
+
+
+def test_the_simulators_samples_are_valid_inputs_served_by_range() -> None:
+    import anyio
+    import httpx
+    from starlette.applications import Starlette
+
+    from kling_local import samples
+    from kling_pipeline.domain.media import BytesReader, check_image, check_video, probe_image, probe_video
+
+    async def fetch() -> tuple[httpx.Response, bytes, bytes]:
+        transport = httpx.ASGITransport(app=Starlette(routes=samples.ROUTES))
+        async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+            head = await client.get("/samples/image.png?size=1280x720", headers={"range": "bytes=0-15"})
+            image = (await client.get("/samples/image.png?size=1280x720")).content
+            video = (await client.get("/samples/clip.mp4?duration=4")).content
+            return head, image, video
+
+    head, image, video = anyio.run(fetch)
+
+    assert head.status_code == 206 and head.headers["content-range"].startswith("bytes 0-15/")
+    assert check_image(probe_image(BytesReader(image)), "first_frame") == []
+    info = probe_video(BytesReader(video))
+    assert check_video(info, "video.url") == [] and info.duration_s == pytest.approx(4.0, abs=0.05)
+
+
+def test_a_video_edit_estimate_is_priced_on_the_https_inputs_measured_length(
+    pipeline_aws: None, event: Any, lambda_context: Any, media: dict[str, bytes]
+) -> None:
+    from functions.api.app import lambda_handler
+
+    server = MediaServer(media)
+    try:
+        request = event("api/create_estimate")
+        request["body"] = json.dumps(
+            {"mode": "video-edit", "prompt": "Make it snow", "video": {"url": f"{server.base}/clip.mp4"}}
+        )
+        response = lambda_handler(request, lambda_context)
+    finally:
+        server.close()
+
+    assert response["statusCode"] == 200, response["body"]
+    quotes = json.loads(response["body"])["quotes"]
+    assert {quote["billed_seconds"] for quote in quotes if quote["supported"]} == {4}
+    assert "length unknown" not in response["body"]

@@ -21,7 +21,9 @@ from kling_pipeline.routes.contract import (
     accepted,
     responses,
 )
+from kling_pipeline.routes.query import refuse_unknown_query
 from kling_pipeline.routes.tenant import Tenant
+from kling_pipeline.services.cursors import open_cursor, seal_cursor
 from kling_pipeline.services.elements import create_element, delete_element, get_element, list_elements
 from kling_pipeline.services.idempotency import run_once
 
@@ -69,10 +71,11 @@ def get_elements(
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> ElementList:
-    page = list_elements(tenant_id, limit=limit, cursor=cursor)
+    refuse_unknown_query(router, ("limit", "cursor"))
+    page = list_elements(tenant_id, limit=limit, cursor=open_cursor(cursor, tenant_id))
     return ElementList(
         items=[ElementResource.model_validate(item.public()) for item in page.items],
-        next_cursor=page.next_cursor,
+        next_cursor=seal_cursor(page.next_cursor, tenant_id),
     )
 
 

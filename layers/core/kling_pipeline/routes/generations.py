@@ -6,14 +6,17 @@ publishes in `/openapi.json` together with every error status the route can answ
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
-from kling_pipeline.domain.request import GenerationRequest
+from kling_pipeline.domain.listing import GenerationFilter
+from kling_pipeline.domain.request import GenerationRequest, Mode
 from kling_pipeline.domain.status import Status
+from kling_pipeline.providers.base import ProviderName
 from kling_pipeline.routes.contract import (
     BODY_ERRORS,
     REPLAY_HEADERS,
@@ -23,7 +26,9 @@ from kling_pipeline.routes.contract import (
     accepted,
     responses,
 )
+from kling_pipeline.routes.query import refuse_unknown_query
 from kling_pipeline.routes.tenant import Tenant
+from kling_pipeline.services.cursors import open_cursor, seal_cursor
 from kling_pipeline.services.generations import (
     cancel_generation,
     create_generation,
@@ -34,6 +39,7 @@ from kling_pipeline.services.generations import (
 from kling_pipeline.services.idempotency import run_once
 
 router = Router()  # type: ignore[no-untyped-call]
+LIST_PARAMETERS = ("status", "mode", "provider", "created_after", "created_before", "limit", "cursor")
 
 # Declared for validation and OpenAPI; the service re-parses the raw JSON itself, as it does for S3 and
 # EventBridge requests, so the stored request is identical whichever door it came through.
@@ -100,16 +106,35 @@ def post_generation(
     tags=["generations"],
     responses=responses(200, "A page of generations.", 422),
 )
-def get_generations(
+def get_generations(  # keyword-only: Powertools passes every parameter by name
+    *,
     tenant_id: Tenant,
     status: Annotated[Status | None, Query(description="Only generations in this status.")] = None,
+    mode: Annotated[Mode | None, Query(description="Only generations of this mode.")] = None,
+    provider: Annotated[ProviderName | None, Query(description="Only generations at this provider.")] = None,
+    created_after: Annotated[
+        datetime | None, Query(description="Only generations created at or after this time (RFC 3339).")
+    ] = None,
+    created_before: Annotated[
+        datetime | None, Query(description="Only generations created before this time (RFC 3339).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> GenerationList:
-    page = list_generations(tenant_id, status=status, limit=limit, cursor=cursor)
+    refuse_unknown_query(router, LIST_PARAMETERS)
+    filters = GenerationFilter(
+        status=status,
+        mode=mode,
+        provider=provider.value if provider else None,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    page = list_generations(
+        tenant_id, status=status, limit=limit, cursor=open_cursor(cursor, tenant_id), filters=filters
+    )
     return GenerationList(
         items=[GenerationResource.model_validate(item.public()) for item in page.items],
-        next_cursor=page.next_cursor,
+        next_cursor=seal_cursor(page.next_cursor, tenant_id),
     )
 
 

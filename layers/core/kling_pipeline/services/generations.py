@@ -20,6 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from kling_pipeline import messaging
 from kling_pipeline.config import get_settings
 from kling_pipeline.domain.generation import Generation, GenerationError, GenerationPage, utcnow
+from kling_pipeline.domain.listing import GenerationFilter
 from kling_pipeline.domain.money import EstimatedCost
 from kling_pipeline.domain.pricing import Estimate
 from kling_pipeline.domain.request import GenerationRequest, parse_generation_request
@@ -181,9 +182,16 @@ def get_generation(tenant_id: str, generation_id: str) -> Generation:
 
 
 def list_generations(
-    tenant_id: str, *, status: Status | None, limit: int, cursor: str | None
+    tenant_id: str,
+    *,
+    status: Status | None,
+    limit: int,
+    cursor: str | None,
+    filters: GenerationFilter | None = None,
 ) -> GenerationPage:
-    page = get_generation_store().list_for_tenant(tenant_id, status=status, limit=limit, cursor=cursor)
+    page = get_generation_store().list_for_tenant(
+        tenant_id, status=status, limit=limit, cursor=cursor, filters=filters
+    )
     return page.model_copy(update={"items": [_with_download_urls(item) for item in page.items]})
 
 

@@ -14,7 +14,8 @@ import hmac
 from kling_pipeline.config import get_settings
 
 
-def _secret() -> bytes:
+def signing_secret() -> bytes:
+    """The stack's signing secret (CALLBACK_SIGNING_SECRET); other keys are derived from it by purpose."""
     secret = get_settings().callback_signing_secret
     if secret is None or not secret.get_secret_value():
         raise RuntimeError("CALLBACK_SIGNING_SECRET is not configured")
@@ -23,7 +24,7 @@ def _secret() -> bytes:
 
 def callback_token(generation_id: str, provider: str) -> str:
     message = f"{provider}\n{generation_id}".encode()
-    mac = hmac.new(_secret(), message, hashlib.sha256).digest()
+    mac = hmac.new(signing_secret(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 

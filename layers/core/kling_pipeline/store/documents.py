@@ -153,18 +153,37 @@ class DocumentStore(Generic[D]):
         }
 
     def page_for_tenant(
-        self, tenant_id: str, *, limit: int, cursor: str | None, status: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: str | None = None,
+        sort_key_range: tuple[str | None, str | None] = (None, None),
+        where: Callable[[D], bool] | None = None,
     ) -> tuple[list[D], str | None]:
-        """Newest first. With a status filter, keeps reading pages until `limit` matches or the end."""
+        """Newest first. With a filter (`status`, `where`), keeps reading pages until `limit` matches or the
+        end; `sort_key_range` (from inclusive, to exclusive) bounds the index's `created_at#id` sort key."""
         items: list[D] = []
         start_key = decode_cursor(cursor)
         if start_key and start_key.get("gsi1pk") != self.tenant_pk(tenant_id):
             raise InvalidInput.for_field("cursor", "is not a cursor this API returned")
+        key_condition, key_values = "gsi1pk = :pk", {":pk": self.tenant_pk(tenant_id)}
+        low, high = sort_key_range
+        if low is not None and high is not None:
+            key_condition += " AND gsi1sk BETWEEN :low AND :high"
+            key_values.update({":low": low, ":high": high})
+        elif low is not None:
+            key_condition += " AND gsi1sk >= :low"
+            key_values[":low"] = low
+        elif high is not None:
+            key_condition += " AND gsi1sk < :high"
+            key_values[":high"] = high
         while len(items) < limit:
             query: dict[str, Any] = {
                 "IndexName": BY_TENANT_INDEX,
-                "KeyConditionExpression": "gsi1pk = :pk",
-                "ExpressionAttributeValues": {":pk": self.tenant_pk(tenant_id)},
+                "KeyConditionExpression": key_condition,
+                "ExpressionAttributeValues": dict(key_values),
                 "ScanIndexForward": False,
                 "Limit": limit - len(items),
             }
@@ -175,7 +194,8 @@ class DocumentStore(Generic[D]):
             if start_key:
                 query["ExclusiveStartKey"] = start_key
             page = self._table.query(**query)
-            items.extend(self.model.model_validate_json(str(item["doc"])) for item in page["Items"])
+            found = (self.model.model_validate_json(str(item["doc"])) for item in page["Items"])
+            items.extend(item for item in found if where is None or where(item))
             start_key = page.get("LastEvaluatedKey")
             if not start_key:
                 break

@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kling_pipeline.domain.generation import Generation, GenerationPage
+from kling_pipeline.domain.listing import GenerationFilter
 from kling_pipeline.domain.status import TERMINAL, Status
 from kling_pipeline.errors import NotFound
 from kling_pipeline.store.documents import DocumentStore, is_condition_failure, low_level_doc
@@ -107,10 +108,24 @@ class GenerationStore(DocumentStore[Generation]):
                 raise
 
     def list_for_tenant(
-        self, tenant_id: str, *, status: Status | None, limit: int, cursor: str | None
+        self,
+        tenant_id: str,
+        *,
+        status: Status | None,
+        limit: int,
+        cursor: str | None,
+        filters: GenerationFilter | None = None,
     ) -> GenerationPage:
+        """Newest first; `status` is filtered by DynamoDB, the rest of `filters` on each page read."""
+        filters = filters or GenerationFilter()
+        status = status or filters.status
         items, next_cursor = self.page_for_tenant(
-            tenant_id, limit=limit, cursor=cursor, status=None if status is None else status.value
+            tenant_id,
+            limit=limit,
+            cursor=cursor,
+            status=None if status is None else status.value,
+            sort_key_range=filters.sort_key_range(),
+            where=filters.matches if filters.mode or filters.provider else None,
         )
         return GenerationPage(items=items, next_cursor=next_cursor)
 
