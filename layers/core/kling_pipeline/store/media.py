@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 PART_SIZE = 8 * 1024 * 1024  # S3's minimum is 5 MiB; 8 MiB keeps part count low for 200 MiB videos
-PARTS_IN_FLIGHT = 3  # parts uploading while the download goes on: ≤ 3 x 8 MiB held, whatever the size
+PARTS_IN_FLIGHT = 2  # parts uploading while the download goes on: ≤ 2 x 8 MiB held, whatever the size
 
 
 @dataclass(frozen=True)
