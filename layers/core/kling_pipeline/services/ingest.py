@@ -47,12 +47,6 @@ def ingest(message: IngestMessage) -> Generation | None:
         return None
     if not claim.claimed and not generation.status.is_terminal:
         raise IngestBusy(f"{generation.id} is being ingested by another worker")
-    if generation.status in (Status.SUCCEEDED, Status.FAILED):
-        # Final already: only its announcement may be left (a crash after the final write, which carries
-        # the writer's claim). Until it is out, this message comes back rather than trusting a look-again.
-        if not lifecycle.announce(generation):
-            raise lifecycle.AnnouncementPending(generation.id)
-        return generation
     result: Generation | None = None
     try:
         result = ingest_generation(generation, leased=claim.claimed)

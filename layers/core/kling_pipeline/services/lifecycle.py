@@ -6,7 +6,7 @@ everyone else gets None back and publishes nothing, so each generation announces
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,13 +27,7 @@ FAILED_EVENT = "Generation Failed"
 
 def succeed(generation_id: str, outputs: list[Output], actual_cost: Cost | None) -> Generation | None:
     generation = get_generation_store().transition(
-        generation_id,
-        Status.SUCCEEDED,
-        outputs=outputs,
-        actual_cost=actual_cost,
-        progress=100,
-        error=None,
-        announce_claimed_until=_claim_expiry(),  # the winner of the outcome is its announcer
+        generation_id, Status.SUCCEEDED, outputs=outputs, actual_cost=actual_cost, progress=100, error=None
     )
     if generation is not None:
         metrics.add_metric(name="GenerationSucceeded", unit=MetricUnit.Count, value=1)
@@ -41,7 +35,7 @@ def succeed(generation_id: str, outputs: list[Output], actual_cost: Cost | None)
             metrics.add_metric(name="GenerationCostUsd", unit=MetricUnit.NoUnit, value=float(actual_cost.usd))
         latency = (utcnow() - generation.created_at).total_seconds()
         metrics.add_metric(name="RequestToStoredSeconds", unit=MetricUnit.Seconds, value=latency)
-        _publish(generation)
+        announce(generation)
     return generation
 
 
@@ -57,12 +51,11 @@ def fail(generation_id: str, code: str, message: str, actual_cost: Cost | None =
         Status.FAILED,
         error=GenerationError(code=code, message=public),
         actual_cost=actual_cost,
-        announce_claimed_until=_claim_expiry(),  # the winner of the outcome is its announcer
     )
     if generation is not None:
         metrics.add_metric(name="GenerationFailed", unit=MetricUnit.Count, value=1)
         logger.info("generation failed", extra={"generation_id": generation_id, "code": code})
-        _publish(generation)
+        announce(generation)
     return generation
 
 
@@ -124,17 +117,6 @@ def announce(generation: Generation) -> bool:
         if not already_announced:  # being announced right now — or the claim is a dead process's
             _look_again_later(generation.id)
         return already_announced
-    return _publish(generation)
-
-
-def _claim_expiry() -> datetime:
-    return utcnow() + timedelta(seconds=get_settings().announce_claim_s)
-
-
-def _publish(generation: Generation) -> bool:
-    """Publish for the holder of the announcement claim, then mark it done (or give the claim back). The
-    terminal write itself carries the claim for its writer (`succeed`, `fail`): the usual path costs no
-    write of its own for it."""
     detail_type = SUCCEEDED_EVENT if generation.status is Status.SUCCEEDED else FAILED_EVENT
     try:
         messaging.publish(detail_type, event_detail(generation))
