@@ -82,7 +82,7 @@ def table() -> str:
         ),
     ]
     lines = ["| " + " | ".join(row) + " |" for row in rows]
-    lines += ["", "Cold import per handler (median ms; ratio to the handler's own floor):", ""]
+    lines += ["", "Cold import per handler (median CPU ms of a fresh interpreter, handler / floor):", ""]
     lines += [
         "| handler | source | bytecode | bytecode, tracing on |",
         "|---|---|---|---|",

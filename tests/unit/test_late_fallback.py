@@ -21,6 +21,7 @@ from kling_pipeline.caches import reset_caches
 from kling_pipeline.config import get_settings
 from kling_pipeline.domain.generation import Generation
 from kling_pipeline.domain.status import Status
+from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.services.fallback import PollState, poll_step
 from kling_pipeline.services.generations import submit
 from kling_pipeline.services.ingest import IngestMessage, ingest
@@ -229,3 +230,31 @@ def test_a_callback_that_only_reports_progress_is_kept_but_not_ingested(
     assert len(receipts) == 1
     messages = boto3.client("sqs").receive_message(QueueUrl=queue).get("Messages", [])
     assert len(messages) == (1 if handed_to_ingest else 0)
+
+
+def test_an_announcement_a_crash_left_claimed_is_retried_by_the_safety_net_until_it_is_out(
+    published: list[str],
+) -> None:
+    from datetime import timedelta
+
+    from kling_pipeline.domain.generation import utcnow
+    from kling_pipeline.services.lifecycle import AnnouncementPending
+    from kling_pipeline.services.submitter import retry_submission
+
+    # Given a failed generation whose announcer crashed after claiming the event, before publishing it
+    claimed = stored_generation(status=Status.FAILED).model_copy(
+        update={"announce_claimed_until": utcnow() + timedelta(seconds=60)}
+    )
+    get_generation_store().create(claimed)
+    # When the safety net comes due while the claim still runs, it fails (and SQS brings it back later)
+    with pytest.raises(AnnouncementPending):
+        retry_submission(SubmitMessage(generation_id="gen_test"))
+    assert published == []
+    # Then, once the claim has run out, the next delivery announces the outcome, once
+    store = get_generation_store()
+    store.update(
+        "gen_test", lambda g: g.model_copy(update={"announce_claimed_until": utcnow() - timedelta(1)})
+    )
+    retry_submission(SubmitMessage(generation_id="gen_test"))
+    retry_submission(SubmitMessage(generation_id="gen_test"))
+    assert published == ["Generation Failed"]

@@ -16,23 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
-from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
-    OpenAPIRequestValidationMiddleware,
-)
-from aws_lambda_powertools.event_handler.openapi.exceptions import (
-    RequestUnsupportedContentType,
-    RequestValidationError,
-)
 
-from kling_pipeline.domain.validation import invalid_input, issues_from_errors
 from kling_pipeline.errors import FieldIssue, PipelineError, ProviderError
 from kling_pipeline.observability import logger
 
 Details = Sequence[FieldIssue] | Mapping[str, str]
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 # API Gateway accepts 10 MB; a generation request is a few KB (media travel as URLs), so anything past
 # 1 MiB is a mistake or abuse and is refused before it is parsed.
@@ -130,6 +125,8 @@ def request_validation_response(exc: RequestValidationError) -> Response[dict[st
     know only their field names, so the prefix is dropped and the rest goes through the same converter
     as every other entry point (S3 jobs, EventBridge), which also strips pydantic's URLs and input echoes.
     """
+    from kling_pipeline.domain.validation import invalid_input, issues_from_errors
+
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
         return error_response(HTTPStatus.BAD_REQUEST, "invalid_json", "request body is not valid JSON")
@@ -162,25 +159,10 @@ def service_error_response(exc: ServiceError, *, request_id: str | None) -> Resp
     return error_response(status, status.phrase.lower().replace(" ", "_").replace("-", "_"), message)
 
 
-class JsonOnlyRequestValidation(OpenAPIRequestValidationMiddleware):
-    """Powertools' request validation, but a body must be JSON: Powertools also parses form and multipart
-    bodies, which our routes never take (and a multipart type without a boundary crashed it into a 500),
-    and a body that is not UTF-8 is unparsable JSON (400), not a crash. Installed as the resolver's
-    request validator by `register_error_handlers`."""
-
-    def _get_body(self, app: Any) -> Any:
-        content_type = app.current_event.headers.get("content-type", "").strip().lower()
-        if content_type and not content_type.startswith(content_types.APPLICATION_JSON):
-            raise RequestUnsupportedContentType("Unsupported content type", [])
-        try:
-            return super()._get_body(app)
-        except UnicodeDecodeError:
-            raise RequestValidationError([{"type": "json_invalid", "loc": ("body",)}]) from None
-
-
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
     """Install the mapping on `app`. Powertools picks the handler of the closest class in the MRO, so the
-    catch-all `Exception` handler never shadows a more specific one."""
+    catch-all `Exception` handler never shadows a more specific one. The request-validation pieces are
+    imported only for a resolver that validates (the API): the callback handler's cold start skips them."""
 
     def request_id() -> str | None:
         # API Gateway's id: the caller sees it as `x-amzn-RequestId`, the logs carry it as correlation id.
@@ -188,13 +170,46 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
 
     handlers: dict[type[Exception], Callable[[Any], Response[dict[str, Any]]]] = {
         PipelineError: lambda exc: pipeline_error_response(exc, request_id=request_id()),
-        RequestValidationError: request_validation_response,
-        RequestUnsupportedContentType: lambda _exc: unsupported_media_type_response(),
         NotFoundError: lambda _exc: route_not_found_response(),
         ServiceError: lambda exc: service_error_response(exc, request_id=request_id()),
         Exception: lambda exc: internal_error_response(exc, request_id=request_id()),
     }
+    if getattr(app, "_enable_validation", False):
+        from aws_lambda_powertools.event_handler.openapi.exceptions import (
+            RequestUnsupportedContentType,
+            RequestValidationError,
+        )
+
+        handlers[RequestValidationError] = request_validation_response
+        handlers[RequestUnsupportedContentType] = lambda _exc: unsupported_media_type_response()
+        app._request_validation_middleware = json_only_request_validation()
     for exc_class, handler in handlers.items():
         app.exception_handler(exc_class)(handler)
-    if getattr(app, "_enable_validation", False):
-        app._request_validation_middleware = JsonOnlyRequestValidation()  # type: ignore[no-untyped-call]
+
+
+def json_only_request_validation() -> Any:
+    """The API resolver's request validator (built on first use: it needs Powertools' OpenAPI machinery)."""
+    from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+        OpenAPIRequestValidationMiddleware,
+    )
+    from aws_lambda_powertools.event_handler.openapi.exceptions import (
+        RequestUnsupportedContentType,
+        RequestValidationError,
+    )
+
+    class JsonOnlyRequestValidation(OpenAPIRequestValidationMiddleware):
+        """Powertools' request validation, but a body must be JSON: Powertools also parses form and multipart
+        bodies, which our routes never take (and a multipart type without a boundary crashed it into a 500),
+        and a body that is not UTF-8 is unparsable JSON (400), not a crash. Installed as the resolver's
+        request validator by `register_error_handlers`."""
+
+        def _get_body(self, app: Any) -> Any:
+            content_type = app.current_event.headers.get("content-type", "").strip().lower()
+            if content_type and not content_type.startswith(content_types.APPLICATION_JSON):
+                raise RequestUnsupportedContentType("Unsupported content type", [])
+            try:
+                return super()._get_body(app)
+            except UnicodeDecodeError:
+                raise RequestValidationError([{"type": "json_invalid", "loc": ("body",)}]) from None
+
+    return JsonOnlyRequestValidation()  # type: ignore[no-untyped-call]

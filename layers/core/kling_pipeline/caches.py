@@ -8,7 +8,7 @@ def reset_caches() -> None:
     from kling_pipeline import aws, config
     from kling_pipeline.providers import registry
     from kling_pipeline.services import idempotency, webhooks
-    from kling_pipeline.store import budgets, deliveries, elements, generations, media
+    from kling_pipeline.store import budgets, deliveries, elements, generations, media, receipts
 
     config.reset_settings()
     aws.reset_clients()
@@ -19,6 +19,7 @@ def reset_caches() -> None:
         elements.get_element_store,
         deliveries.get_delivery_store,
         media.get_media_store,
+        receipts.get_callback_receipts,
         webhooks.http_client,
         idempotency.persistence_layer,
         idempotency.idempotency_config,

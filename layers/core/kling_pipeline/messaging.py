@@ -7,11 +7,11 @@ client at the local stack.
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from kling_pipeline import aws
 from kling_pipeline.config import get_settings
@@ -35,14 +35,25 @@ def send(queue_url: str | None, message: BaseModel, *, delay_s: int = 0) -> None
     )
 
 
-@retry(
-    retry=retry_if_exception_type(EventsNotDelivered),
-    stop=stop_after_attempt(4),
-    wait=wait_exponential(multiplier=0.2, max=3) + wait_random(0, 0.2),
-    reraise=True,
-)
 def publish(detail_type: str, detail: dict[str, Any]) -> None:
     """Put one event on the stack's bus; a partial `PutEvents` failure is retried, then raised."""
+    _retrying()(_put_event, detail_type, detail)
+
+
+@cache
+def _retrying() -> Any:
+    """tenacity, imported on the first publish (the callback handler only sends, it never publishes)."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
+
+    return Retrying(
+        retry=retry_if_exception_type(EventsNotDelivered),
+        stop=stop_after_attempt(4),
+        wait=wait_exponential(multiplier=0.2, max=3) + wait_random(0, 0.2),
+        reraise=True,
+    )
+
+
+def _put_event(detail_type: str, detail: dict[str, Any]) -> None:
     response = aws.events().put_events(
         Entries=[
             {

@@ -7,13 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from kling_pipeline import clock
 from kling_pipeline.domain.money import ZERO, ActualCost, Amount, EstimatedCost
 from kling_pipeline.domain.request import GenerationRequest, Mode, Model
 from kling_pipeline.domain.status import Status
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+utcnow = clock.utcnow  # the domain's clock (kling_pipeline.clock), under the name its users import
 
 
 def rfc3339(moment: datetime) -> str:

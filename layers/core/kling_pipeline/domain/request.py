@@ -44,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from kling_pipeline.domain import provider_name
 from kling_pipeline.domain.placeholders import ReferableInputs, placeholder_issues
 from kling_pipeline.domain.validation import (
     IMAGE_EXTENSIONS,
@@ -55,6 +56,8 @@ from kling_pipeline.domain.validation import (
     webhook_url_issue,
 )
 from kling_pipeline.errors import FieldIssue
+
+ProviderName = provider_name.ProviderName  # kept importable from here, where requests pin a provider
 
 PROMPT_MAX_CHARS = 2500
 SHOT_PROMPT_MAX_CHARS = 512
@@ -97,15 +100,6 @@ class AspectRatio(StrEnum):
     WIDE = "16:9"
     TALL = "9:16"
     SQUARE = "1:1"
-
-
-class ProviderName(StrEnum):
-    """Here rather than in `providers`: requests pin a provider and prices are per provider, and the
-    domain must not depend on the adapters."""
-
-    KLING = "kling"
-    EVOLINK = "evolink"
-    KLING3API = "kling3api"
 
 
 VideoReferType = Literal["base", "feature"]

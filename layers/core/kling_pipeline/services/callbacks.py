@@ -20,14 +20,14 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from kling_pipeline import messaging
+from kling_pipeline.clock import utcnow
 from kling_pipeline.config import get_settings
-from kling_pipeline.domain.generation import utcnow
+from kling_pipeline.domain.provider_name import ProviderName
 from kling_pipeline.errors import NotFound, Unauthorized
 from kling_pipeline.messages import IngestMessage
 from kling_pipeline.observability import logger, metrics
-from kling_pipeline.providers.base import ProviderName
 from kling_pipeline.services.tokens import verify_callback_token
-from kling_pipeline.store.generations import get_generation_store
+from kling_pipeline.store.receipts import get_callback_receipts
 
 # Callback statuses that only report progress, per provider (Kling's `task_status`; EvoLink calls back
 # only when a task is final, kling3api never).
@@ -40,8 +40,7 @@ def accept_callback(provider: str, generation_id: str, token: str | None, body: 
     if not verify_callback_token(generation_id, provider, token):
         metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
         raise Unauthorized("invalid or missing callback token")
-    store = get_generation_store()
-    store.record_callback(generation_id, provider, utcnow())
+    get_callback_receipts().record(generation_id, provider, utcnow())
     if _reports_progress_only(provider, body):
         metrics.add_metric(name="CallbackProgress", unit=MetricUnit.Count, value=1)
         return

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from kling_pipeline.domain.generation import utcnow
+from kling_pipeline.clock import utcnow
 from kling_pipeline.errors import Conflict, InvalidInput
+from kling_pipeline.store.keys import partition_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -63,7 +64,7 @@ class DocumentStore(Generic[D]):
     @classmethod
     def partition_key(cls, document_id: str) -> str:
         """The partition the document shares with the items kept beside it (receipts, deliveries)."""
-        return f"{cls.kind}#{document_id}"
+        return partition_key(cls.kind, document_id)
 
     def key(self, document_id: str) -> dict[str, str]:
         return {"pk": self.partition_key(document_id), "sk": self.kind}

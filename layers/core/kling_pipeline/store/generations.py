@@ -1,4 +1,4 @@
-"""Generations in DynamoDB (a `DocumentStore`), plus callback receipts under the same partition key.
+"""Generations in DynamoDB (a `DocumentStore`); callback receipts share their partition (store.receipts).
 
 Status changes go through `transition`, which applies `Status.can_move_to` inside the compare-and-set,
 so no writer can move a status backwards or record a second outcome.
@@ -10,7 +10,6 @@ claims in a single call, and it never bumps the document's version.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -23,8 +22,8 @@ from kling_pipeline.domain.listing import GenerationFilter
 from kling_pipeline.domain.status import TERMINAL, Status
 from kling_pipeline.errors import NotFound
 from kling_pipeline.store.documents import DocumentStore, is_condition_failure, low_level_doc
+from kling_pipeline.store.keys import GENERATION_KIND
 
-_RECEIPT_TTL = timedelta(days=30)
 _LEASE = "ingest_lease_until"
 
 
@@ -41,7 +40,7 @@ class IngestClaim:
 
 
 class GenerationStore(DocumentStore[Generation]):
-    kind = "GEN"
+    kind = GENERATION_KIND
     model = Generation
 
     def get_for_tenant(self, tenant_id: str, generation_id: str) -> Generation:
@@ -128,18 +127,6 @@ class GenerationStore(DocumentStore[Generation]):
             where=filters.matches if filters.mode or filters.provider else None,
         )
         return GenerationPage(items=items, next_cursor=next_cursor)
-
-    def record_callback(self, generation_id: str, provider: str, received_at: datetime) -> None:
-        """Keep a receipt of every callback (duplicates included): evidence for support and metrics."""
-        self._table.put_item(
-            Item={
-                "pk": self.partition_key(generation_id),
-                "sk": f"CALLBACK#{received_at.isoformat()}#{uuid.uuid4().hex[:8]}",
-                "provider": provider,
-                "received_at": received_at.isoformat(),
-                "expires_at": int((received_at + _RECEIPT_TTL).timestamp()),
-            }
-        )
 
 
 @cache

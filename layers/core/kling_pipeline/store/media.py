@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
@@ -71,9 +71,11 @@ class MediaStore:
                             Bucket=self.bucket, Key=key, ContentType="video/mp4", Metadata=metadata
                         )["UploadId"]
                         upload = _PartUploads(self._s3, self.bucket, key, upload_id)
-                    with memoryview(buffer) as view:  # one copy of the part, not two
-                        upload.add(bytes(view[:PART_SIZE]))
-                    del buffer[:PART_SIZE]
+                    # Hand the filled buffer itself to the upload (no copy of the part); only the tail
+                    # past the part boundary (less than one chunk) moves to a new buffer.
+                    part, buffer = buffer, bytearray(buffer[PART_SIZE:])
+                    del part[PART_SIZE:]
+                    upload.add(part)
             summary = verifier.finish()
             if upload is None:
                 self._s3.put_object(
@@ -85,7 +87,7 @@ class MediaStore:
                 )
             else:
                 if buffer:
-                    upload.add(bytes(buffer))
+                    upload.add(buffer)
                 upload.complete()
         except BaseException:
             if upload is not None:
@@ -130,15 +132,19 @@ class _PartUploads:
         self._pending: deque[Future[CompletedPartTypeDef]] = deque()
         self._done: list[CompletedPartTypeDef] = []
 
-    def add(self, body: bytes) -> None:
+    def add(self, body: bytes | bytearray) -> None:
         if len(self._pending) >= PARTS_IN_FLIGHT:
             self._done.append(self._pending.popleft().result())  # raises the part's failure here
         number = len(self._done) + len(self._pending) + 1
         self._pending.append(self._pool.submit(self._upload, number, body))
 
-    def _upload(self, number: int, body: bytes) -> CompletedPartTypeDef:
+    def _upload(self, number: int, body: bytes | bytearray) -> CompletedPartTypeDef:
         response = self._s3.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=cast(bytes, body),  # botocore sends a bytearray as it is; its stubs only say bytes
         )
         return {"ETag": response["ETag"], "PartNumber": number}
 
