@@ -17,6 +17,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kling_pipeline.accounts import DEFAULT_CONCURRENCY, KeyAccount, KlingAccount, json_list, unique_names
+
 _SECRET_MAX_AGE_S = 300
 # 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: eight tries over ≈ 27 h.
 _WEBHOOK_RETRY_SCHEDULE_S = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -35,6 +37,12 @@ class Settings(BaseSettings):
     evolink_api_key: SecretStr | None = None
     kling3api_base_url: str = "https://kling3api.com"
     kling3api_api_key: SecretStr | None = None
+    # Several accounts per provider (JSON lists; kling_pipeline/accounts.py); the single keys above are
+    # the shorthand for one account named "default" with DEFAULT_ACCOUNT_CONCURRENCY slots.
+    kling_accounts: list[KlingAccount] | None = None
+    evolink_accounts: list[KeyAccount] | None = None
+    kling3api_accounts: list[KeyAccount] | None = None
+    default_account_concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=1000)
     # USD value of one kling3api credit (the seed prices in credits only); used to rank providers.
     kling3api_usd_per_credit: float | None = None
 
@@ -108,6 +116,16 @@ class Settings(BaseSettings):
     # An event never chooses its tenant: `tenant_id` in the detail must agree with its source's tenant.
     event_sources: str | None = None
     event_source_tenants: str | None = None
+
+    @field_validator("kling_accounts", "evolink_accounts", "kling3api_accounts", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        return json_list(value)
+
+    @field_validator("kling_accounts", "evolink_accounts", "kling3api_accounts")
+    @classmethod
+    def _unique(cls, value: list[Any] | None) -> list[Any] | None:
+        return unique_names(value)
 
     @field_validator("webhook_retry_schedule_s", mode="before")
     @classmethod

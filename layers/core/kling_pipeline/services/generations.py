@@ -28,7 +28,7 @@ from kling_pipeline.ids import new_generation_id
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import ProviderName, ProviderTask
-from kling_pipeline.providers.registry import get_providers, get_router
+from kling_pipeline.providers.registry import account_adapter, get_accounts, get_router
 from kling_pipeline.providers.router import Router
 from kling_pipeline.services import lifecycle
 from kling_pipeline.services.elements import element_router
@@ -85,28 +85,38 @@ def submit(generation: Generation, *, router: Router | None = None) -> Generatio
             callback_url_for=lambda name: callback_url(name, generation.id),
             external_task_id=generation.id,
         )
+        account = get_accounts()[provider][0].name  # the router submits with each provider's first account
     except (NoProviderAvailable, InvalidInput) as exc:  # InvalidInput: an element deleted since create
         return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
     except ProviderError as exc:
         if exc.kind == "final":
             return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
         return _queue_for_retry(generation, exc)
-    return _record_submitted(generation, provider, task)
+    return _record_submitted(generation, provider, account, task)
 
 
-def _record_submitted(generation: Generation, provider: ProviderName, task: ProviderTask) -> Generation:
+def _record_submitted(
+    generation: Generation, provider: ProviderName, account: str, task: ProviderTask
+) -> Generation:
     store = get_generation_store()
     submitted = store.transition(
-        generation.id, Status.SUBMITTED, provider=provider.value, provider_task_id=task.task_id, progress=0
+        generation.id,
+        Status.SUBMITTED,
+        provider=provider.value,
+        account=account,
+        provider_task_id=task.task_id,
+        progress=0,
     )
     if submitted is None:
         current = _reread(generation)
         if current.status is Status.CANCELED and current.provider_task_id is None:
             # Canceled while we were submitting: stop the paid task where we can, and remember it.
-            _cancel_at_provider(provider, task.task_id)
+            _cancel_at_provider(provider, account, task.task_id)
             store.update(
                 generation.id,
-                lambda g: g.model_copy(update={"provider": provider.value, "provider_task_id": task.task_id}),
+                lambda g: g.model_copy(
+                    update={"provider": provider.value, "account": account, "provider_task_id": task.task_id}
+                ),
             )
         return current
     metrics.add_metric(name="GenerationSubmitted", unit=MetricUnit.Count, value=1)
@@ -164,7 +174,7 @@ def cancel_generation(tenant_id: str, generation_id: str) -> Generation:
             return current
         raise Conflict(f"generation {generation_id} is already {current.status.value}")
     if canceled.provider and canceled.provider_task_id:
-        _cancel_at_provider(ProviderName(canceled.provider), canceled.provider_task_id)
+        _cancel_at_provider(ProviderName(canceled.provider), canceled.account, canceled.provider_task_id)
     messaging.stop_fallback(generation_id)
     metrics.add_metric(name="GenerationCanceled", unit=MetricUnit.Count, value=1)
     return canceled
@@ -198,15 +208,16 @@ def callback_url(provider: ProviderName, generation_id: str) -> str | None:
 
 
 def _adopt_existing(generation: Generation) -> Generation | None:
-    """A retried submit first asks providers that can look tasks up by our id: never pay twice."""
-    for name, provider in get_providers().items():
-        try:
-            task = provider.find_by_external_id(generation.id, generation.request)
-        except ProviderError:
-            continue
-        if task is not None:
-            logger.info("adopting the task of an earlier attempt", extra={"generation_id": generation.id})
-            return _record_submitted(generation, name, task)
+    """A retried submit first asks every account that can look tasks up by our id: never pay twice."""
+    for name, accounts in get_accounts().items():
+        for account in accounts:
+            try:
+                task = account.adapter.find_by_external_id(generation.id, generation.request)
+            except ProviderError:
+                continue
+            if task is not None:
+                logger.info("adopting the task of an earlier attempt", extra={"generation_id": generation.id})
+                return _record_submitted(generation, name, account.name, task)
     return None
 
 
@@ -228,10 +239,10 @@ def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation
     return updated or _reread(generation)
 
 
-def _cancel_at_provider(provider: ProviderName, task_id: str) -> None:
+def _cancel_at_provider(provider: ProviderName, account: str | None, task_id: str) -> None:
     try:
-        get_providers()[provider].cancel(task_id)
-    except (ProviderError, KeyError) as exc:
+        account_adapter(provider, account).cancel(task_id)
+    except (ProviderError, LookupError) as exc:
         logger.warning("provider-side cancel failed", extra={"task_id": task_id, "reason": str(exc)})
 
 
