@@ -28,7 +28,7 @@ from kling_pipeline.ids import new_generation_id
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import ProviderName, ProviderTask
-from kling_pipeline.providers.registry import account_adapter, get_accounts, get_router
+from kling_pipeline.providers.registry import account_adapter, get_accounts, get_providers, get_router
 from kling_pipeline.providers.router import Router
 from kling_pipeline.services import lifecycle
 from kling_pipeline.services.elements import element_router
