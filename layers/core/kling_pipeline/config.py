@@ -157,7 +157,15 @@ def key_value_pairs(text: str | None) -> dict[str, str]:
 # one secret never reaches another secret's key, a base URL or a local-only switch.
 SECRET_KEYS: dict[str, frozenset[str]] = {
     "provider_secret_name": frozenset(
-        {"kling_access_key", "kling_secret_key", "evolink_api_key", "kling3api_api_key"}
+        {
+            "kling_access_key",
+            "kling_secret_key",
+            "evolink_api_key",
+            "kling3api_api_key",
+            "kling_accounts",
+            "evolink_accounts",
+            "kling3api_accounts",
+        }
     ),
     "signing_secret_name": frozenset({"callback_signing_secret"}),
     "webhook_secret_name": frozenset({"webhook_signing_secret"}),
