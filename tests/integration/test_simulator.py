@@ -6,6 +6,7 @@ Every video downloaded is decoded by ffmpeg and its resolution and duration chec
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -19,6 +20,7 @@ import pytest
 
 from kling_local.mp4gen import ffmpeg_exe
 from kling_local.simulator import SimulatorServer
+from kling_local.simulator.config import SimAccount, SimConfig
 from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -762,3 +764,72 @@ def test_control_endpoints(http: httpx.Client, simulator: SimulatorServer) -> No
     assert http.post("/_sim/reset").json() == {"ok": True}
     assert http.get("/_sim/tasks").json() == []
     assert http.get("/_sim/config").json()["callback_delay_s"] == 0
+
+
+# -- several accounts per provider ------------------------------------------------------------------
+
+
+def test_each_account_has_its_own_limit_tasks_and_in_flight_peaks() -> None:
+    accounts = [
+        SimAccount(provider="kling", name="a", key="ak-a", secret="sk-a", concurrency=1),
+        SimAccount(provider="kling", name="b", key="ak-b", secret="sk-b", concurrency=2),
+        SimAccount(provider="evolink", name="x", key="evo-x", concurrency=1),
+        SimAccount(provider="evolink", name="y", key="evo-y", concurrency=1),
+    ]
+    with (
+        SimulatorServer(config=SimConfig(generation_time_s=0.2), accounts=accounts) as simulator,
+        httpx.Client(base_url=simulator.url, timeout=30) as http,
+    ):
+        as_a = {"authorization": f"Bearer {simulator.kling_jwt('a')}"}
+        as_b = {"authorization": f"Bearer {simulator.kling_jwt('b')}"}
+        first = http.post(OMNI, json=omni_body(prompt="a [sim:never]"), headers=as_a)
+        assert first.status_code == 200
+        full = http.post(OMNI, json=omni_body(prompt="a2"), headers=as_a)
+        assert full.status_code == 429 and full.json()["code"] == 1303  # a's one slot is taken…
+        for n in range(2):  # …b has its own two
+            assert (
+                http.post(OMNI, json=omni_body(prompt=f"b{n} [sim:never]"), headers=as_b).status_code == 200
+            )
+        assert http.post(OMNI, json=omni_body(prompt="b3"), headers=as_b).json()["code"] == 1303
+        # A task is only visible to the account that created it (credentials are never interchangeable).
+        task_id = first.json()["data"]["task_id"]
+        assert http.get(f"{OMNI}/{task_id}", headers=as_a).status_code == 200
+        assert http.get(f"{OMNI}/{task_id}", headers=as_b).status_code == 404
+        # Gateways: the bearer key names the account.
+        body = {"model": "kling-o3-text-to-video", "prompt": "x [sim:never]"}
+        x_task = http.post("/v1/videos/generations", json=body, headers={"authorization": "Bearer evo-x"})
+        assert x_task.status_code == 200
+        assert (
+            http.post(
+                "/v1/videos/generations", json=body, headers={"authorization": "Bearer evo-x"}
+            ).status_code
+            == 429
+        )
+        assert (
+            http.post(
+                "/v1/videos/generations", json=body, headers={"authorization": "Bearer evo-y"}
+            ).status_code
+            == 200
+        )
+        assert (
+            http.get(
+                f"/v1/tasks/{x_task.json()['id']}", headers={"authorization": "Bearer evo-y"}
+            ).status_code
+            == 404
+        )
+        assert http.post("/v1/videos/generations", json=body, headers=EVOLINK_KEY).status_code == 401
+        accounts_stats = simulator.stats()["accounts"]
+        assert {key: value["max_in_flight"] for key, value in accounts_stats.items()} == {
+            "evolink/x": 1,
+            "evolink/y": 1,
+            "kling/a": 1,
+            "kling/b": 2,
+        }
+        assert accounts_stats["kling/a"]["throttled"] == 1 and accounts_stats["kling/b"]["throttled"] == 1
+        # The knob can lower one account's limit live (an account shared with someone else).
+        simulator.configure(concurrency_limit={"kling/b": 0})
+        assert http.post(OMNI, json=omni_body(prompt="b4"), headers=as_b).json()["code"] == 1303
+        env = simulator.provider_env()
+        assert "KLING_ACCESS_KEY" not in env and "KLING3API_API_KEY" in env
+        assert [a["name"] for a in json.loads(env["KLING_ACCOUNTS"])] == ["a", "b"]
+        assert json.loads(env["EVOLINK_ACCOUNTS"])[0] == {"name": "x", "api_key": "evo-x", "concurrency": 1}

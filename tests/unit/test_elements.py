@@ -109,9 +109,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    real = registry.enabled_providers
+    real = registry.configured_accounts
     monkeypatch.setattr(
-        registry, "enabled_providers", lambda settings, client: real(settings, client, retry=NO_WAIT_RETRY)
+        registry, "configured_accounts", lambda settings, client: real(settings, client, retry=NO_WAIT_RETRY)
     )
     reset_caches()
     with mock_aws():

@@ -96,3 +96,19 @@ def test_a_rotated_secret_is_used_once_the_cache_age_has_passed(
     assert get_settings().callback_signing_secret.get_secret_value() == "cb-2"  # type: ignore[union-attr]
     assert get_providers() is not evolink
     assert get_settings().evolink_api_key.get_secret_value() == "ev-2"  # type: ignore[union-attr]
+
+
+def test_accounts_added_to_the_provider_secret_are_used_without_a_redeploy(
+    secrets: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kling_pipeline.providers.base import ProviderName
+    from kling_pipeline.providers.registry import get_accounts
+
+    assert [a.name for a in get_accounts()[ProviderName.EVOLINK]] == ["default"]
+    # The template's placeholder lists are empty: the single key still applies.
+    _put(secrets, "providers", {"EVOLINK_API_KEY": "ev-1", "EVOLINK_ACCOUNTS": [], "KLING_ACCOUNTS": []})  # type: ignore[dict-item]
+    monkeypatch.setattr(config, "SECRET_MAX_AGE_S", 0)
+    assert [a.name for a in get_accounts()[ProviderName.EVOLINK]] == ["default"]
+    accounts = [{"name": "a", "api_key": "ev-a", "concurrency": 3}, {"name": "b", "api_key": "ev-b"}]
+    _put(secrets, "providers", {"EVOLINK_ACCOUNTS": accounts})  # type: ignore[dict-item]
+    assert [(a.name, a.concurrency) for a in get_accounts()[ProviderName.EVOLINK]] == [("a", 3), ("b", 5)]

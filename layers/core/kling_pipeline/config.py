@@ -18,6 +18,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kling_pipeline.accounts import DEFAULT_CONCURRENCY, KeyAccount, KlingAccount, json_list, unique_names
+
 _SECRET_MAX_AGE_S = 300
 # 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: eight tries over ≈ 27 h.
 _WEBHOOK_RETRY_SCHEDULE_S = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -36,6 +38,12 @@ class Settings(BaseSettings):
     evolink_api_key: SecretStr | None = None
     kling3api_base_url: str = "https://kling3api.com"
     kling3api_api_key: SecretStr | None = None
+    # Several accounts per provider (JSON lists; kling_pipeline/accounts.py); the single keys above are
+    # the shorthand for one account named "default" with DEFAULT_ACCOUNT_CONCURRENCY slots.
+    kling_accounts: list[KlingAccount] | None = None
+    evolink_accounts: list[KeyAccount] | None = None
+    kling3api_accounts: list[KeyAccount] | None = None
+    default_account_concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=1000)
     # USD value of one kling3api credit (the seed prices in credits only); used to rank providers.
     kling3api_usd_per_credit: float | None = None
     # USD value of one Kling resource-pack unit (`final_unit_deduction`); unset: pricing.json's rate.
@@ -115,6 +123,16 @@ class Settings(BaseSettings):
     event_sources: str | None = None
     event_source_tenants: str | None = None
 
+    @field_validator("kling_accounts", "evolink_accounts", "kling3api_accounts", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        return json_list(value)
+
+    @field_validator("kling_accounts", "evolink_accounts", "kling3api_accounts")
+    @classmethod
+    def _unique(cls, value: list[Any] | None) -> list[Any] | None:
+        return unique_names(value)
+
     @field_validator("webhook_retry_schedule_s", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -145,7 +163,15 @@ def key_value_pairs(text: str | None) -> dict[str, str]:
 # one secret never reaches another secret's key, a base URL or a local-only switch.
 SECRET_KEYS: dict[str, frozenset[str]] = {
     "provider_secret_name": frozenset(
-        {"kling_access_key", "kling_secret_key", "evolink_api_key", "kling3api_api_key"}
+        {
+            "kling_access_key",
+            "kling_secret_key",
+            "evolink_api_key",
+            "kling3api_api_key",
+            "kling_accounts",
+            "evolink_accounts",
+            "kling3api_accounts",
+        }
     ),
     "signing_secret_name": frozenset({"callback_signing_secret"}),
     "webhook_secret_name": frozenset({"webhook_signing_secret"}),

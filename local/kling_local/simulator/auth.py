@@ -9,11 +9,13 @@ from __future__ import annotations
 import hmac
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import jwt
+
+from kling_local.simulator.config import SimAccount
 
 KLING_JWT_LIFETIME_S = 1800
 
@@ -64,6 +66,25 @@ def check_kling_jwt(authorization: str | None, access_key: str, secret_key: str)
     if not hmac.compare_digest(str(claims.get("iss", "")), access_key):
         return AuthFailure(1000, "Authentication failed: unknown access key")
     return None
+
+
+def kling_account(authorization: str | None, accounts: Sequence[SimAccount]) -> SimAccount | AuthFailure:
+    """The account whose key pair signed the JWT (found by its `iss`), or Kling's auth error."""
+    token = bearer_token(authorization)
+    issuer = ""
+    if token is not None:
+        try:
+            issuer = str(jwt.decode(token, options={"verify_signature": False}).get("iss", ""))
+        except jwt.InvalidTokenError:
+            issuer = ""
+    account = next((a for a in accounts if hmac.compare_digest(a.key, issuer)), accounts[0])
+    failure = check_kling_jwt(authorization, account.key, account.secret or "")
+    return account if failure is None else failure
+
+
+def bearer_account(authorization: str | None, accounts: Sequence[SimAccount]) -> SimAccount | None:
+    """The gateway account whose API key the request carries, or None."""
+    return next((a for a in accounts if check_bearer(authorization, a.key)), None)
 
 
 def check_bearer(authorization: str | None, api_key: str) -> bool:

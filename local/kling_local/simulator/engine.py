@@ -62,6 +62,8 @@ class NewTask:
     spec: OutputSpec | None
     tags: frozenset[Tag]
     task_id: str
+    account: str = "default"
+    account_limit: int | None = None  # the account's own parallel-task limit (SimAccount.concurrency)
     external_task_id: str | None = None
     callback_url: str | None = None
     credits: Decimal = Decimal(0)
@@ -175,11 +177,14 @@ class Engine:
         """
         with self._lock:
             config = self._config
-            limit = config.limit_for(new.provider)
-            if limit is not None and self.store.in_flight(new.provider) >= limit:
+            limit = config.limit_for(new.provider, new.account)
+            if limit is None:
+                limit = new.account_limit
+            if limit is not None and self.store.in_flight(new.provider, new.account) >= limit:
+                self.recorder.throttled(new.provider, new.account)
                 raise ConcurrencyLimitError(new.provider)
             if new.external_task_id and self.store.external_exists(
-                new.provider, new.kind, new.external_task_id
+                new.provider, new.account, new.kind, new.external_task_id
             ):
                 raise DuplicateExternalIdError(new.external_task_id)
             started = time.monotonic()
@@ -200,6 +205,7 @@ class Engine:
                 finish_at=None if Tag.NEVER in new.tags else started + generation,
                 fail_message=fail_message,
                 tags=new.tags,
+                account=new.account,
                 external_task_id=new.external_task_id,
                 callback_url=new.callback_url,
                 credits=new.credits,
@@ -207,29 +213,30 @@ class Engine:
                 started=started,
             )
             self.store.add(task)
-            self.recorder.task_created(new.provider)
-            self.recorder.set_in_flight(new.provider, self.store.in_flight(new.provider))
+            self.recorder.task_created(new.provider, new.account)
+            self._gauge(task)
         if new.spec is not None and fail_message is None:
             spec = new.spec
             self._prerender.submit(make_mp4, spec.width, spec.height, spec.duration_s, sound=spec.sound)
         return task
 
-    def find(self, provider: str, kind: str, task_or_external_id: str) -> SimTask | None:
-        """The task, brought up to date first so an answer never lags the clock."""
+    def find(self, provider: str, account: str, kind: str, task_or_external_id: str) -> SimTask | None:
+        """The account's task, brought up to date first so an answer never lags the clock."""
         with self._lock:
-            task = self.store.find(provider, kind, task_or_external_id)
+            task = self.store.find(provider, account, kind, task_or_external_id)
             if task is not None:
                 self._advance(task, time.monotonic())
             return task
 
-    def list_tasks(self, provider: str, kind: str, route: str | None = None) -> list[SimTask]:
+    def list_tasks(self, provider: str, account: str, kind: str, route: str | None = None) -> list[SimTask]:
         """An account's tasks of one kind (and route), newest first."""
         with self._lock:
             now = time.monotonic()
             tasks = [
                 t
                 for t in self.store.all()
-                if t.provider == provider and t.kind == kind and (route is None or t.route == route)
+                if (t.provider, t.account, t.kind) == (provider, account, kind)
+                and (route is None or t.route == route)
             ]
             for task in tasks:
                 self._advance(task, now)
@@ -283,8 +290,15 @@ class Engine:
                 task.element_id = self._new_element_id()
             elif task.spec is not None:
                 task.outputs = [self._mint_link(task)]
-        self.recorder.set_in_flight(task.provider, self.store.in_flight(task.provider))
+        self._gauge(task)
         self._on_state(task)
+
+    def _gauge(self, task: SimTask) -> None:
+        """Record the in-flight counts of the task's provider and account (a task entered or left)."""
+        self.recorder.set_in_flight(task.provider, self.store.in_flight(task.provider))
+        self.recorder.set_account_in_flight(
+            task.provider, task.account, self.store.in_flight(task.provider, task.account)
+        )
 
     def _new_element_id(self) -> str:
         while True:

@@ -40,11 +40,14 @@ class Recorder:
         self._in_flight: dict[str, int] = dict.fromkeys(PROVIDERS, 0)
         self._max_in_flight: dict[str, int] = dict.fromkeys(PROVIDERS, 0)
         self._created: dict[str, int] = dict.fromkeys(PROVIDERS, 0)
+        # Per account, keyed "provider/account": in_flight, max_in_flight, tasks_created, throttled.
+        self._accounts: dict[str, dict[str, int]] = {}
 
     def reset(self) -> None:
         with self._lock:
             self._requests.clear()
             self._callbacks.clear()
+            self._accounts.clear()
             for provider in PROVIDERS:
                 self._in_flight[provider] = self._max_in_flight[provider] = self._created[provider] = 0
 
@@ -54,6 +57,14 @@ class Recorder:
             for provider in PROVIDERS:
                 self._max_in_flight[provider] = self._in_flight[provider]
                 self._created[provider] = 0
+            for gauges in self._accounts.values():
+                gauges.update(max_in_flight=gauges["in_flight"], tasks_created=0, throttled=0)
+
+    def _account(self, provider: str, account: str) -> dict[str, int]:
+        key = f"{provider}/{account}"
+        return self._accounts.setdefault(
+            key, {"in_flight": 0, "max_in_flight": 0, "tasks_created": 0, "throttled": 0}
+        )
 
     def record_request(
         self, method: str, path: str, query: str, headers: dict[str, str], body: Any
@@ -100,9 +111,21 @@ class Recorder:
                 }
             )
 
-    def task_created(self, provider: str) -> None:
+    def task_created(self, provider: str, account: str) -> None:
         with self._lock:
             self._created[provider] += 1
+            self._account(provider, account)["tasks_created"] += 1
+
+    def throttled(self, provider: str, account: str) -> None:
+        """A create refused for the account's parallel-task limit (Kling 1303, the gateways' 429)."""
+        with self._lock:
+            self._account(provider, account)["throttled"] += 1
+
+    def set_account_in_flight(self, provider: str, account: str, count: int) -> None:
+        with self._lock:
+            gauges = self._account(provider, account)
+            gauges["in_flight"] = count
+            gauges["max_in_flight"] = max(gauges["max_in_flight"], count)
 
     def set_in_flight(self, provider: str, count: int) -> None:
         """Update the gauge and its high-water mark (called whenever a task enters or leaves flight)."""
@@ -124,6 +147,7 @@ class Recorder:
                 "in_flight": dict(self._in_flight),
                 "max_in_flight": dict(self._max_in_flight),
                 "tasks_created": dict(self._created),
+                "accounts": {key: dict(gauges) for key, gauges in sorted(self._accounts.items())},
                 "requests": len(self._requests),
                 "callbacks_sent": len(self._callbacks),
             }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -16,7 +17,7 @@ from kling_local.serving import BackgroundServer, stop_signals
 from kling_local.simulator.app import build_app
 from kling_local.simulator.auth import make_kling_jwt
 from kling_local.simulator.callbacks import CallbackDispatcher
-from kling_local.simulator.config import SimConfig, SimCredentials
+from kling_local.simulator.config import SimAccount, SimConfig, SimCredentials
 from kling_local.simulator.context import SimContext
 from kling_local.simulator.downloads import SimulatedDisconnectError
 from kling_local.simulator.engine import Engine
@@ -66,9 +67,15 @@ class SimulatorServer:
     ...     server.url, server.credentials.evolink_api_key
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, config: SimConfig | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: SimConfig | None = None,
+        accounts: Sequence[SimAccount] = (),
+    ) -> None:
         self.host = host
-        self.credentials = SimCredentials()
+        self.credentials = SimCredentials(accounts=tuple(accounts))
         self._http = BackgroundServer(host, port, name="simulator")
         self.port = self._http.port
         self.recorder = Recorder()
@@ -159,9 +166,11 @@ class SimulatorServer:
         """`KLING_API_BASE_URL`, keys etc. pointing the pipeline at this simulator."""
         return self.credentials.provider_env(self.url)
 
-    def kling_jwt(self) -> str:
-        """A valid Kling Authorization token for this simulator's keys."""
-        return make_kling_jwt(self.credentials.kling_access_key, self.credentials.kling_secret_key)
+    def kling_jwt(self, account: str | None = None) -> str:
+        """A valid Kling Authorization token for one account's keys (the first one by default)."""
+        accounts = self.credentials.accounts_for("kling")
+        chosen = next((a for a in accounts if a.name == account), accounts[0])
+        return make_kling_jwt(chosen.key, chosen.secret or "")
 
 
 def serve_forever(host: str = "127.0.0.1", port: int = 9100) -> None:

@@ -42,6 +42,7 @@ class SimTask:
     finish_at: float | None  # monotonic time of the final state; None = never ([sim:never])
     fail_message: str | None  # set at create when the task is going to fail
     tags: frozenset[Tag] = frozenset()
+    account: str = "default"  # tasks belong to the account that created them (others get 404)
     external_task_id: str | None = None
     callback_url: str | None = None
     credits: Decimal = Decimal(0)
@@ -74,6 +75,7 @@ class SimTask:
         """The neutral view served by `GET /_sim/tasks`."""
         return {
             "provider": self.provider,
+            "account": self.account,
             "task_id": self.task_id,
             "kind": self.kind,
             "route": self.route,
@@ -104,7 +106,7 @@ class TaskStore:
 
     def __init__(self) -> None:
         self._tasks: dict[str, SimTask] = {}
-        self._external: dict[tuple[str, str, str], str] = {}
+        self._external: dict[tuple[str, str, str, str], str] = {}
 
     def clear(self) -> None:
         self._tasks.clear()
@@ -113,20 +115,21 @@ class TaskStore:
     def add(self, task: SimTask) -> None:
         self._tasks[task.task_id] = task
         if task.external_task_id:
-            self._external[(task.provider, task.kind, task.external_task_id)] = task.task_id
+            key = (task.provider, task.account, task.kind, task.external_task_id)
+            self._external[key] = task.task_id
 
-    def external_exists(self, provider: str, kind: str, external_task_id: str) -> bool:
-        return (provider, kind, external_task_id) in self._external
+    def external_exists(self, provider: str, account: str, kind: str, external_task_id: str) -> bool:
+        return (provider, account, kind, external_task_id) in self._external
 
-    def get(self, provider: str, task_id: str) -> SimTask | None:
+    def get(self, provider: str, account: str, task_id: str) -> SimTask | None:
         task = self._tasks.get(task_id)
-        return task if task is not None and task.provider == provider else None
+        return task if task is not None and (task.provider, task.account) == (provider, account) else None
 
-    def find(self, provider: str, kind: str, task_or_external_id: str) -> SimTask | None:
-        """By task id, else by the external id given at create (Kling: "choose either")."""
-        task = self.get(provider, task_or_external_id)
+    def find(self, provider: str, account: str, kind: str, task_or_external_id: str) -> SimTask | None:
+        """By task id, else by the external id given at create (Kling: "choose either"), in one account."""
+        task = self.get(provider, account, task_or_external_id)
         if task is None:
-            task_id = self._external.get((provider, kind, task_or_external_id))
+            task_id = self._external.get((provider, account, kind, task_or_external_id))
             task = self._tasks.get(task_id) if task_id else None
         return task if task is not None and task.kind == kind else None
 
@@ -136,5 +139,10 @@ class TaskStore:
     def active(self) -> list[SimTask]:
         return [task for task in self._tasks.values() if not task.state.terminal]
 
-    def in_flight(self, provider: str) -> int:
-        return sum(1 for t in self._tasks.values() if t.provider == provider and not t.state.terminal)
+    def in_flight(self, provider: str, account: str | None = None) -> int:
+        """Unfinished tasks of a provider (of one of its accounts when `account` is given)."""
+        return sum(
+            1
+            for t in self._tasks.values()
+            if t.provider == provider and (account is None or t.account == account) and not t.state.terminal
+        )

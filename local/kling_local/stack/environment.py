@@ -27,6 +27,10 @@ USER_TUNABLE: Final = frozenset(
         "EVOLINK_API_KEY",
         "KLING3API_BASE_URL",
         "KLING3API_API_KEY",
+        "KLING_ACCOUNTS",
+        "EVOLINK_ACCOUNTS",
+        "KLING3API_ACCOUNTS",
+        "DEFAULT_ACCOUNT_CONCURRENCY",
         "KLING3API_USD_PER_CREDIT",
         "KLING_USD_PER_UNIT",
         "TENANT_MONTHLY_BUDGET_USD",
@@ -46,7 +50,15 @@ USER_TUNABLE: Final = frozenset(
 # The local stack's webhook signing key: public on purpose (local only, never deployed), stable on purpose.
 LOCAL_WEBHOOK_SIGNING_SECRET: Final = "LocalStackOnlyWebhookKeyStableAcrossRestarts0000"  # noqa: S105
 # The keys of ProviderCredentialsSecret (config.py reads the secret's keys as variable names).
-PROVIDER_SECRET_KEYS: Final = ("KLING_ACCESS_KEY", "KLING_SECRET_KEY", "EVOLINK_API_KEY", "KLING3API_API_KEY")
+PROVIDER_SECRET_KEYS: Final = (
+    "KLING_ACCESS_KEY",
+    "KLING_SECRET_KEY",
+    "EVOLINK_API_KEY",
+    "KLING3API_API_KEY",
+    "KLING_ACCOUNTS",
+    "EVOLINK_ACCOUNTS",
+    "KLING3API_ACCOUNTS",
+)
 # Variables that would send boto3 somewhere other than moto.
 _UNSET_FOR_MOTO: Final = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
 

@@ -22,7 +22,7 @@ import logging
 import sys
 import threading
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
@@ -49,7 +49,7 @@ from kling_local.stack.routes import gateway_responses, parse_api_keys, routes_f
 from kling_local.stack.template import Template
 
 if TYPE_CHECKING:
-    from kling_local.simulator.config import SimConfig
+    from kling_local.simulator.config import SimAccount, SimConfig
     from kling_local.simulator.server import SimulatorServer
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class LocalStack:
         simulator: bool = True,
         simulator_port: int = 0,
         simulator_config: SimConfig | None = None,
+        simulator_accounts: Sequence[SimAccount] = (),
         host: str = "127.0.0.1",
         region: str = "us-east-1",
         stack_name: str = DEFAULT_STACK_NAME,
@@ -102,6 +103,7 @@ class LocalStack:
         self._api_port, self._aws_port, self._host = api_port, aws_port, host
         self._with_simulator, self._simulator_port = simulator, simulator_port
         self._simulator_config = simulator_config
+        self._simulator_accounts = tuple(simulator_accounts)  # several accounts per provider (capacity)
         self._region, self._stack_name = region, stack_name
         self._env_overrides = dict(env_overrides or {})
         self._parameter_overrides = dict(parameter_overrides or {})
@@ -300,7 +302,10 @@ class LocalStack:
         from kling_local.simulator.server import SimulatorServer
 
         self._simulator = SimulatorServer(
-            self._host, port=self._simulator_port, config=self._simulator_config
+            self._host,
+            port=self._simulator_port,
+            config=self._simulator_config,
+            accounts=self._simulator_accounts,
         )
         self._simulator.start()
 

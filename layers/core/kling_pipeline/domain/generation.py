@@ -48,6 +48,7 @@ class Generation(BaseModel):
     mode: Mode
     model: Model
     provider: str | None = None
+    account: str | None = None  # the provider account the task runs on (its credentials, its slot)
     provider_task_id: str | None = None
     created_at: datetime
     updated_at: datetime

@@ -7,10 +7,13 @@ The composition root of the provider package. Nothing is built at import; `get_p
 from __future__ import annotations
 
 from decimal import Decimal
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import httpx
 
+from kling_pipeline.accounts import DEFAULT_ACCOUNT, KeyAccount, KlingAccount
 from kling_pipeline.config import Settings, get_settings, settings_version
 from kling_pipeline.domain.ledger import Ledger
 from kling_pipeline.domain.pricing import Pricing
@@ -22,42 +25,110 @@ from kling_pipeline.providers.kling3api import Kling3ApiProvider
 from kling_pipeline.providers.router import Router
 
 
+@dataclass(frozen=True)
+class Account:
+    """One provider account: its adapter (holding this account's credentials) and its slot count."""
+
+    provider: ProviderName
+    name: str
+    concurrency: int
+    adapter: Provider
+
+
+def configured_accounts(
+    settings: Settings, client: httpx.Client, *, retry: RetryPolicy = DEFAULT_RETRY
+) -> dict[ProviderName, list[Account]]:
+    """Every configured account per provider with credentials, in `ProviderName` order; base URLs checked
+    (https, or http on loopback when `LOCAL_ALLOW_HTTP_LOOPBACK`). A provider's `*_ACCOUNTS` list wins
+    over its single-key shorthand (one account named "default")."""
+    loopback = settings.local_allow_http_loopback
+    shorthand = settings.default_account_concurrency
+    accounts: dict[ProviderName, list[Account]] = {}
+
+    kling = settings.kling_accounts
+    if kling is None and settings.kling_access_key and settings.kling_secret_key:
+        kling = [
+            KlingAccount(
+                name=DEFAULT_ACCOUNT,
+                access_key=settings.kling_access_key,
+                secret_key=settings.kling_secret_key,
+                concurrency=shorthand,
+            )
+        ]
+    if kling:
+        base_url = check_base_url(settings.kling_api_base_url, allow_http_loopback=loopback)
+        accounts[ProviderName.KLING] = [
+            Account(
+                ProviderName.KLING,
+                account.name,
+                account.concurrency,
+                KlingProvider(
+                    access_key=account.access_key.get_secret_value(),
+                    secret_key=account.secret_key.get_secret_value(),
+                    base_url=base_url,
+                    client=client,
+                    retry=retry,
+                ),
+            )
+            for account in kling
+        ]
+    gateways: tuple[tuple[ProviderName, list[KeyAccount] | None, Any, str, type[Any]], ...] = (
+        (
+            ProviderName.EVOLINK,
+            settings.evolink_accounts,
+            settings.evolink_api_key,
+            settings.evolink_api_base_url,
+            EvoLinkProvider,
+        ),
+        (
+            ProviderName.KLING3API,
+            settings.kling3api_accounts,
+            settings.kling3api_api_key,
+            settings.kling3api_base_url,
+            Kling3ApiProvider,
+        ),
+    )
+    for name, listed, single_key, url, adapter in gateways:
+        keyed = listed
+        if keyed is None and single_key:
+            keyed = [KeyAccount(name=DEFAULT_ACCOUNT, api_key=single_key, concurrency=shorthand)]
+        if not keyed:
+            continue
+        base_url = check_base_url(url, allow_http_loopback=loopback)
+        accounts[name] = [
+            Account(
+                name,
+                account.name,
+                account.concurrency,
+                adapter(
+                    api_key=account.api_key.get_secret_value(), base_url=base_url, client=client, retry=retry
+                ),
+            )
+            for account in keyed
+        ]
+    return accounts
+
+
 def enabled_providers(
     settings: Settings, client: httpx.Client, *, retry: RetryPolicy = DEFAULT_RETRY
 ) -> dict[ProviderName, Provider]:
-    """One adapter per provider with credentials, in `ProviderName` order; base URLs checked (https, or
-    http on loopback when `LOCAL_ALLOW_HTTP_LOOPBACK`)."""
-    loopback = settings.local_allow_http_loopback
-    providers: dict[ProviderName, Provider] = {}
-    if settings.kling_access_key and settings.kling_secret_key:
-        providers[ProviderName.KLING] = KlingProvider(
-            access_key=settings.kling_access_key.get_secret_value(),
-            secret_key=settings.kling_secret_key.get_secret_value(),
-            base_url=check_base_url(settings.kling_api_base_url, allow_http_loopback=loopback),
-            client=client,
-            retry=retry,
-        )
-    if settings.evolink_api_key:
-        providers[ProviderName.EVOLINK] = EvoLinkProvider(
-            api_key=settings.evolink_api_key.get_secret_value(),
-            base_url=check_base_url(settings.evolink_api_base_url, allow_http_loopback=loopback),
-            client=client,
-            retry=retry,
-        )
-    if settings.kling3api_api_key:
-        providers[ProviderName.KLING3API] = Kling3ApiProvider(
-            api_key=settings.kling3api_api_key.get_secret_value(),
-            base_url=check_base_url(settings.kling3api_base_url, allow_http_loopback=loopback),
-            client=client,
-            retry=retry,
-        )
-    return providers
+    """One adapter per provider with credentials (its first account): what routing, prices and custom
+    elements see. Tasks go to the account admission control picks (`account_adapter`)."""
+    return {
+        name: accounts[0].adapter
+        for name, accounts in configured_accounts(settings, client, retry=retry).items()
+    }
 
 
 def get_providers() -> dict[ProviderName, Provider]:
-    """The enabled providers of this process, sharing one HTTP client; built on first use and again when
-    the settings change (a rotated provider key)."""
+    """The enabled providers of this process (each one's first account); built on first use and again
+    when the settings change (a rotated provider key, an added account)."""
     return _providers(settings_version())
+
+
+def get_accounts() -> dict[ProviderName, list[Account]]:
+    """The configured accounts of this process, sharing one HTTP client; rebuilt when settings change."""
+    return _accounts(settings_version())
 
 
 def get_router() -> Router:
@@ -65,10 +136,26 @@ def get_router() -> Router:
     return _router(settings_version())
 
 
+def account_adapter(provider: ProviderName, account: str | None) -> Provider:
+    """The adapter holding `account`'s credentials: a task is only ever asked about, cancelled or
+    downloaded with the credentials of the account it ran on. `None` (a task recorded before accounts
+    existed) means the provider's first account. Raises LookupError when it is no longer configured."""
+    accounts = get_accounts().get(provider, [])
+    for candidate in accounts:
+        if account is None or candidate.name == account:
+            return candidate.adapter
+    raise LookupError(f"{provider.value} account {account or '(first)'} is not configured")
+
+
+@lru_cache(maxsize=1)
+def _accounts(_version: int) -> dict[ProviderName, list[Account]]:
+    settings = get_settings()
+    return configured_accounts(settings, make_http_client(settings))
+
+
 @lru_cache(maxsize=1)
 def _providers(_version: int) -> dict[ProviderName, Provider]:
-    settings = get_settings()
-    return enabled_providers(settings, make_http_client(settings))
+    return {name: accounts[0].adapter for name, accounts in get_accounts().items()}
 
 
 @lru_cache(maxsize=1)
@@ -95,3 +182,4 @@ def reset_providers() -> None:
     get_ledger.cache_clear()
     _router.cache_clear()
     _providers.cache_clear()
+    _accounts.cache_clear()

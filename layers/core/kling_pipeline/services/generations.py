@@ -36,7 +36,7 @@ from kling_pipeline.ids import new_generation_id
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import ProviderName, ProviderTask
-from kling_pipeline.providers.registry import get_ledger, get_providers, get_router
+from kling_pipeline.providers.registry import account_adapter, get_accounts, get_ledger, get_providers, get_router
 from kling_pipeline.providers.router import Router
 from kling_pipeline.services import budgets, lifecycle, unconfirmed
 from kling_pipeline.services.deadlines import check_deadline, first_wait_s, retry_delay_s
@@ -103,6 +103,7 @@ def submit(generation: Generation, *, router: Router | None = None) -> Generatio
             callback_url_for=lambda name: callback_url(name, generation.id),
             external_task_id=generation.id,
         )
+        account = get_accounts()[provider][0].name  # the router submits with each provider's first account
     except (NoProviderAvailable, InvalidInput) as exc:  # InvalidInput: an element deleted since create
         return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
     except CreateUnconfirmed as exc:
@@ -119,12 +120,13 @@ def submit(generation: Generation, *, router: Router | None = None) -> Generatio
             return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
         return _queue_for_retry(generation, exc)
     estimate = _estimated_cost(chosen.estimate(generation.request), provider)
-    return _record_submitted(generation, provider, task, estimate=estimate)
+    return _record_submitted(generation, provider, account, task, estimate=estimate)
 
 
 def _record_submitted(
     generation: Generation,
     provider: ProviderName,
+    account: str,
     task: ProviderTask,
     *,
     estimate: EstimatedCost | None = None,
@@ -135,6 +137,7 @@ def _record_submitted(
         generation.id,
         Status.SUBMITTED,
         provider=provider.value,
+        account=account,
         provider_task_id=task.task_id,
         progress=0,
         **changes,
@@ -143,10 +146,12 @@ def _record_submitted(
         current = _reread(generation)
         if current.status is Status.CANCELED and current.provider_task_id is None:
             # Canceled while we were submitting: stop the paid task where we can, and remember it.
-            cancel_at_provider(provider, task.task_id)
+            cancel_at_provider(provider, account, task.task_id)
             store.update(
                 generation.id,
-                lambda g: g.model_copy(update={"provider": provider.value, "provider_task_id": task.task_id}),
+                lambda g: g.model_copy(
+                    update={"provider": provider.value, "account": account, "provider_task_id": task.task_id}
+                ),
             )
         return current
     metrics.add_metric(name="GenerationSubmitted", unit=MetricUnit.Count, value=1)
@@ -212,7 +217,7 @@ def cancel_generation(tenant_id: str, generation_id: str) -> Generation:
             return current
         raise Conflict(f"generation {generation_id} is already {current.status.value}")
     if canceled.provider and canceled.provider_task_id:
-        cancel_at_provider(ProviderName(canceled.provider), canceled.provider_task_id)
+        cancel_at_provider(ProviderName(canceled.provider), canceled.account, canceled.provider_task_id)
     messaging.stop_fallback(generation_id)
     metrics.add_metric(name="GenerationCanceled", unit=MetricUnit.Count, value=1)
     lifecycle.announce(canceled)
@@ -247,20 +252,21 @@ def callback_url(provider: ProviderName, generation_id: str) -> str | None:
 
 
 def _adopt_existing(generation: Generation) -> Generation | None:
-    """A retried submit first asks providers that can look tasks up by our id: never pay twice."""
-    providers = get_providers()
-    if generation.unconfirmed_provider:
+    """A retried submit first asks every account that can look tasks up by our id: never pay twice."""
+    accounts_by_provider = get_accounts()
+    if generation.unconfirmed_provider:  # an unconfirmed create: only that provider may hold our task
         name = ProviderName(generation.unconfirmed_provider)
-        providers = {name: providers[name]} if name in providers else {}
-    for name, provider in providers.items():
-        try:
-            task = provider.find_by_external_id(generation.id, generation.request)
-        except ProviderError:
-            continue
-        if task is not None:
-            logger.info("adopting the task of an earlier attempt", extra={"generation_id": generation.id})
-            estimate = _estimated_cost(get_router().estimate(generation.request), name)
-            return _record_submitted(generation, name, task, estimate=estimate)
+        accounts_by_provider = {name: accounts_by_provider[name]} if name in accounts_by_provider else {}
+    for name, accounts in accounts_by_provider.items():
+        for account in accounts:
+            try:
+                task = account.adapter.find_by_external_id(generation.id, generation.request)
+            except ProviderError:
+                continue
+            if task is not None:
+                logger.info("adopting the task of an earlier attempt", extra={"generation_id": generation.id})
+                estimate = _estimated_cost(get_router().estimate(generation.request), name)
+                return _record_submitted(generation, name, account.name, task, estimate=estimate)
     return None
 
 
@@ -282,11 +288,11 @@ def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation
     return updated or _reread(generation)
 
 
-def cancel_at_provider(provider: ProviderName, task_id: str) -> None:
+def cancel_at_provider(provider: ProviderName, account: str | None, task_id: str) -> None:
     """Stop a paid task where the provider can (EvoLink); best effort, never raises."""
     try:
-        get_providers()[provider].cancel(task_id)
-    except (ProviderError, KeyError) as exc:
+        account_adapter(provider, account).cancel(task_id)
+    except (ProviderError, LookupError) as exc:
         logger.warning("provider-side cancel failed", extra={"task_id": task_id, "reason": str(exc)})
 
 

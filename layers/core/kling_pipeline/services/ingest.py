@@ -18,7 +18,7 @@ from kling_pipeline.domain.status import Status
 from kling_pipeline.messages import IngestMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import Provider, ProviderName, ProviderTask
-from kling_pipeline.providers.registry import get_ledger, get_providers
+from kling_pipeline.providers.registry import account_adapter, get_ledger
 from kling_pipeline.services import budgets, lifecycle, unconfirmed
 from kling_pipeline.services.download import LinkExpired, open_download
 from kling_pipeline.store.generations import IngestClaim, get_generation_store
@@ -220,8 +220,8 @@ def _cost(generation: Generation, task: ProviderTask) -> ActualCost:
 
 
 def _provider(generation: Generation) -> Provider:
-    providers = get_providers()
-    name = ProviderName(str(generation.provider))
-    if name not in providers:
-        raise RuntimeError(f"provider {name} is no longer configured; cannot ask about {generation.id}")
-    return providers[name]
+    """The adapter of the account the task ran on (never another account's credentials)."""
+    try:
+        return account_adapter(ProviderName(str(generation.provider)), generation.account)
+    except LookupError as exc:
+        raise RuntimeError(f"{exc}; cannot ask about {generation.id}") from None

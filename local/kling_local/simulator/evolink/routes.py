@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kling_local.simulator.auth import check_bearer
+from kling_local.simulator.auth import bearer_account
+from kling_local.simulator.config import SimAccount
 from kling_local.simulator.context import SimContext, read_json_object, sim
 from kling_local.simulator.engine import ConcurrencyLimitError, NewTask
 from kling_local.simulator.evolink.validation import ELEMENT_MODEL, validate_generation
@@ -32,22 +33,26 @@ def new_task_id() -> str:
     return f"task-unified-{int(time.time())}-{suffix}"
 
 
-def guard(request: Request, context: SimContext) -> JSONResponse | None:
-    """Bearer key, then the random 5xx / 429 knobs."""
-    if not check_bearer(request.headers.get("authorization"), context.credentials.evolink_api_key):
+def guard(request: Request, context: SimContext) -> JSONResponse | SimAccount:
+    """Bearer key (which names the account), then the random 5xx / 429 knobs."""
+    account = bearer_account(
+        request.headers.get("authorization"), context.credentials.accounts_for("evolink")
+    )
+    if account is None:
         return error(401, "unauthorized", "Invalid or missing API key")
     fault = context.engine.http_fault("evolink")
     if fault == "5xx":
         return error(500, "internal_error", "Internal server error, please retry")
     if fault == "429":
         return error(429, "rate_limit_exceeded", "Too many requests, please slow down")
-    return None
+    return account
 
 
 async def create(request: Request) -> Response:
     context = sim(request)
-    if (refusal := guard(request, context)) is not None:
-        return refusal
+    account = guard(request, context)
+    if isinstance(account, JSONResponse):
+        return account
     body = await read_json_object(request)
     if body is None:
         return error(400, "invalid_request", "The request body must be a JSON object")
@@ -65,6 +70,8 @@ async def create(request: Request) -> Response:
         spec=parsed.spec,
         tags=parsed.tags,
         task_id=new_task_id(),
+        account=account.name,
+        account_limit=account.concurrency,
         callback_url=parsed.callback_url,
         credits=parsed.credits,
         cost_usd=parsed.cost_usd,
@@ -81,10 +88,11 @@ async def create(request: Request) -> Response:
 def _task(request: Request) -> SimTask | Response:
     """The task named in the path (videos and elements share EvoLink's namespace), or a refusal."""
     context = sim(request)
-    if (refusal := guard(request, context)) is not None:
-        return refusal
-    engine, task_id = context.engine, str(request.path_params["task_id"])
-    task = engine.find("evolink", "video", task_id) or engine.find("evolink", "element", task_id)
+    account = guard(request, context)
+    if isinstance(account, JSONResponse):
+        return account
+    engine, task_id, name = context.engine, str(request.path_params["task_id"]), account.name
+    task = engine.find("evolink", name, "video", task_id) or engine.find("evolink", name, "element", task_id)
     return error(404, "task_not_found", "Task not found") if task is None else task
 
 

@@ -50,8 +50,9 @@ def validate_element(body: dict[str, Any]) -> None:
 
 async def create(request: Request) -> Response:
     context = sim(request)
-    if (refusal := guard(request, context)) is not None:
-        return refusal
+    account = guard(request, context)
+    if isinstance(account, JSONResponse):
+        return account
     body = await read_json_object(request)
     if body is None:
         return error(400, 1200, "Invalid request: the body must be a JSON object")
@@ -67,6 +68,8 @@ async def create(request: Request) -> Response:
         spec=None,
         tags=tags_in([body.get("element_name"), body.get("element_description")]),
         task_id=new_task_id(),
+        account=account.name,
+        account_limit=account.concurrency,
         external_task_id=body.get("external_task_id"),
         callback_url=body.get("callback_url"),
     )
@@ -75,9 +78,10 @@ async def create(request: Request) -> Response:
 
 async def query(request: Request) -> Response:
     context = sim(request)
-    if (refusal := guard(request, context)) is not None:
-        return refusal
-    task = context.engine.find("kling", "element", str(request.path_params["task_id"]))
+    account = guard(request, context)
+    if isinstance(account, JSONResponse):
+        return account
+    task = context.engine.find("kling", account.name, "element", str(request.path_params["task_id"]))
     if task is None:
         return error(404, 1203, "Task not found")
     return ok(element_task(task))
@@ -85,24 +89,26 @@ async def query(request: Request) -> Response:
 
 async def list_elements(request: Request) -> Response:
     context = sim(request)
-    if (refusal := guard(request, context)) is not None:
-        return refusal
+    account = guard(request, context)
+    if isinstance(account, JSONResponse):
+        return account
     paging = page(request)
     if isinstance(paging, JSONResponse):
         return paging
-    tasks = [t for t in context.engine.list_tasks("kling", "element") if not t.deleted]
+    tasks = [t for t in context.engine.list_tasks("kling", account.name, "element") if not t.deleted]
     return ok([element_task(task) for task in tasks[paging]])
 
 
 async def delete(request: Request) -> Response:
     context = sim(request)
-    if (refusal := guard(request, context)) is not None:
-        return refusal
+    account = guard(request, context)
+    if isinstance(account, JSONResponse):
+        return account
     body = await read_json_object(request)
     element_id = body.get("element_id") if body else None
     if not isinstance(element_id, (str, int)) or isinstance(element_id, bool) or str(element_id) == "":
         return error(400, 1201, "element_id is required")
-    for task in context.engine.list_tasks("kling", "element"):
+    for task in context.engine.list_tasks("kling", account.name, "element"):
         if task.state is TaskState.SUCCEEDED and task.element_id == str(element_id) and not task.deleted:
             context.engine.delete_element(task)
             return ok({})

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kling_local.simulator.config import SimAccount
 from kling_local.simulator.context import SimContext, read_json_object, sim
 from kling_local.simulator.engine import ConcurrencyLimitError, DuplicateExternalIdError, NewTask
 from kling_local.simulator.kling.guard import guard, server_error
@@ -30,8 +31,8 @@ def new_task_id() -> str:
     return str(secrets.randbelow(9 * 10**17) + 10**17)
 
 
-def _refusal(request: Request, context: SimContext) -> JSONResponse | None:
-    """404 for an endpoint Kling does not have, else the guard's refusal (auth, injected faults)."""
+def _checked(request: Request, context: SimContext) -> JSONResponse | SimAccount:
+    """404 for an endpoint Kling does not have, else the guard's refusal or the caller's account."""
     if request.path_params["endpoint"] not in VALIDATORS:
         return error(404, 1203, "Resource not found")
     return guard(request, context)
@@ -52,8 +53,9 @@ def submit(context: SimContext, new: NewTask) -> Response:
 
 async def create(request: Request) -> Response:
     context = sim(request)
-    if (refusal := _refusal(request, context)) is not None:
-        return refusal
+    account = _checked(request, context)
+    if isinstance(account, JSONResponse):
+        return account
     endpoint = str(request.path_params["endpoint"])
     body = await read_json_object(request)
     if body is None:
@@ -72,6 +74,8 @@ async def create(request: Request) -> Response:
         spec=parsed.spec,
         tags=parsed.tags,
         task_id=new_task_id(),
+        account=account.name,
+        account_limit=account.concurrency,
         external_task_id=parsed.external_task_id,
         callback_url=parsed.callback_url,
         credits=kling_units(parsed.mode, parsed.spec.sound, parsed.spec.duration_s),
@@ -81,9 +85,10 @@ async def create(request: Request) -> Response:
 
 async def query(request: Request) -> Response:
     context = sim(request)
-    if (refusal := _refusal(request, context)) is not None:
-        return refusal
-    task = context.engine.find("kling", "video", str(request.path_params["task_id"]))
+    account = _checked(request, context)
+    if isinstance(account, JSONResponse):
+        return account
+    task = context.engine.find("kling", account.name, "video", str(request.path_params["task_id"]))
     if task is None or task.route != request.path_params["endpoint"]:
         return error(404, 1203, "Task not found")
     return ok(video_task(task))
@@ -103,12 +108,13 @@ def page(request: Request) -> slice | JSONResponse:
 
 async def list_tasks(request: Request) -> Response:
     context = sim(request)
-    if (refusal := _refusal(request, context)) is not None:
-        return refusal
+    account = _checked(request, context)
+    if isinstance(account, JSONResponse):
+        return account
     paging = page(request)
     if isinstance(paging, JSONResponse):
         return paging
-    tasks = context.engine.list_tasks("kling", "video", str(request.path_params["endpoint"]))
+    tasks = context.engine.list_tasks("kling", account.name, "video", str(request.path_params["endpoint"]))
     return ok([video_task(task) for task in tasks[paging]])
 
 

@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kling_local.simulator.auth import check_bearer
+from kling_local.simulator.auth import bearer_account
+from kling_local.simulator.config import SimAccount
 from kling_local.simulator.context import SimContext, read_json_object, sim
 from kling_local.simulator.engine import ConcurrencyLimitError, NewTask
 from kling_local.simulator.kling3api.validation import validate_generate
@@ -21,21 +22,26 @@ from kling_local.simulator.tags import Tag
 from kling_local.simulator.validation import Invalid
 
 
-def guard(request: Request, context: SimContext) -> JSONResponse | None:
-    if not check_bearer(request.headers.get("authorization"), context.credentials.kling3api_api_key):
+def guard(request: Request, context: SimContext) -> JSONResponse | SimAccount:
+    """Bearer key (which names the account), then the random 5xx / 429 knobs."""
+    account = bearer_account(
+        request.headers.get("authorization"), context.credentials.accounts_for("kling3api")
+    )
+    if account is None:
         return error(401, "INVALID_API_KEY", "API key is missing or invalid")
     fault = context.engine.http_fault("kling3api")
     if fault == "5xx":
         return error(500, "INTERNAL_ERROR", "Server error, please try again later")
     if fault == "429":
         return error(429, "RATE_LIMITED", "Too many requests, please slow down")
-    return None
+    return account
 
 
 async def generate(request: Request) -> Response:
     context = sim(request)
-    if (refusal := guard(request, context)) is not None:
-        return refusal
+    account = guard(request, context)
+    if isinstance(account, JSONResponse):
+        return account
     body = await read_json_object(request)
     if body is None:
         return error(400, "INVALID_PARAMETER", "The request body must be a JSON object")
@@ -53,6 +59,8 @@ async def generate(request: Request) -> Response:
         spec=parsed.spec,
         tags=parsed.tags,
         task_id=("n71" if parsed.is_o3 else "n75") + secrets.token_hex(8),
+        account=account.name,
+        account_limit=account.concurrency,
         credits=Decimal(parsed.credits),
     )
     try:
@@ -66,12 +74,13 @@ async def generate(request: Request) -> Response:
 
 async def status(request: Request) -> Response:
     context = sim(request)
-    if (refusal := guard(request, context)) is not None:
-        return refusal
+    account = guard(request, context)
+    if isinstance(account, JSONResponse):
+        return account
     task_id = request.query_params.get("task_id")
     if not task_id:
         return error(400, "INVALID_PARAMETER", "task_id is required")
-    task = context.engine.find("kling3api", "video", task_id)
+    task = context.engine.find("kling3api", account.name, "video", task_id)
     if task is None:
         return error(404, "TASK_NOT_FOUND", "Task not found")
     return ok(status_data(task))
