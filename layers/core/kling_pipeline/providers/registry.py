@@ -6,8 +6,8 @@ The composition root of the provider package. Nothing is built at import; `get_p
 
 from __future__ import annotations
 
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 

@@ -61,7 +61,9 @@ def poll_step(state: PollState) -> PollState:
         )
         if timed_out is not None and timed_out.provider and timed_out.provider_task_id:
             # Stop the task where the provider can (EvoLink): it holds a concurrency slot and may bill.
-            cancel_at_provider(ProviderName(timed_out.provider), timed_out.account, timed_out.provider_task_id)
+            cancel_at_provider(
+                ProviderName(timed_out.provider), timed_out.account, timed_out.provider_task_id
+            )
         return state.model_copy(update={"done": True})
     settings = get_settings()
     # Doubling from the first poll wait (an execution started late begins with a short one).

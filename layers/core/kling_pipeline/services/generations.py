@@ -36,7 +36,13 @@ from kling_pipeline.ids import new_generation_id
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import ProviderName, ProviderTask
-from kling_pipeline.providers.registry import account_adapter, get_accounts, get_ledger, get_providers, get_router
+from kling_pipeline.providers.registry import (
+    account_adapter,
+    get_accounts,
+    get_ledger,
+    get_providers,
+    get_router,
+)
 from kling_pipeline.providers.router import Router
 from kling_pipeline.services import budgets, lifecycle, unconfirmed
 from kling_pipeline.services.deadlines import check_deadline, first_wait_s, retry_delay_s
