@@ -515,7 +515,7 @@ class Accounting:
         lines = ["chaos run accounting", "-" * 60]
         for name, value in self.counts.items():
             if not isinstance(value, dict):
-                lines.append(f"{name:<46}{value:>14}")
+                lines.append(f"{name:<46}{value!s:>14}")
             else:
                 for key, sub in value.items():
                     lines.append(f"{name + '.' + str(key):<46}{sub!s:>14}")

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -65,12 +65,11 @@ class FrontDoor:
         self._gateways: dict[str, GatewayResponses] = {}
         self._busiest_api: str | None = None
         self._registry: FunctionRegistry | None = None
-        # One HTTP invocation at a time, as a Lambda execution environment runs them: the handlers keep
-        # per-request state in process globals — Powertools' routers keep the current event in one class
-        # attribute shared by the API and the callback functions — so two requests on two threads of this
-        # process read each other's event (found by the chaos run and the load run: a retried create saw
-        # another request's body and answered 409; a list saw a callback's event and answered 401).
-        self._environment = threading.Lock()
+        # One invocation per function at a time, as one Lambda execution environment runs them: the API
+        # handler keeps per-request state in module globals (Powertools' router keeps the current event in
+        # a class attribute), so two requests on two threads of this process would read each other's body
+        # (found by the chaos run: a retried create saw another request's body and answered 409).
+        self._environments: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
     def configure(
         self,
@@ -105,7 +104,7 @@ class FrontDoor:
 
     def _invoke(self, function: str, event: dict[str, Any]) -> Any:
         assert self._registry is not None
-        with self._environment:
+        with self._environments[function]:
             return self._registry.invoke(function, event)
 
     def _find(self, method: str, path: str) -> tuple[Route, dict[str, str]] | str | None:
