@@ -1,7 +1,7 @@
 """The real fallback state machine gives up on a poller that keeps failing (FallbackMaxPollErrors).
 
 Its own local stack from template.yaml, with no provider credentials: a generation already submitted to
-Kling then makes every poll raise ("provider kling is no longer configured", as after an operator removed
+Kling then makes every poll raise ("kling account (first) is not configured", as after an operator removed
 its keys). Before the limit the execution looped on that error for ever, silently; now the
 generation ends `failed` (poll_failed), announced like any other, and the execution fails — which is what
 FallbackExecutionsFailedAlarm counts (AWS/States ExecutionsFailed of this state machine).
@@ -93,4 +93,4 @@ def test_a_poller_that_always_fails_ends_the_generation_failed_and_fails_the_exe
     assert entered.count("Poll") == POLL_ERROR_LIMIT, entered
     assert entered[-1] == "GaveUp", entered
     failures = [e for e in history["events"] if e["type"] == "TaskFailed"]
-    assert failures and "no longer configured" in json.dumps(failures[0]["taskFailedEventDetails"])
+    assert failures and "is not configured" in json.dumps(failures[0]["taskFailedEventDetails"])
