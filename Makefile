@@ -19,7 +19,7 @@ UV_PIN := import tomllib; p = next(p for p in tomllib.load(open("uv.lock", "rb")
 export UV_PYTHON_DOWNLOADS := never
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv lock lint typecheck cfn-lint checkov unit integration test build deploy demo local simulate bench chaos load clean
+.PHONY: venv lock lint typecheck cfn-lint checkov unit integration test build deploy demo local simulate bench chaos chaos-reduced load clean
 
 # The tests' environment is exactly uv.lock: every package pinned and hash-checked, the project itself
 # editable with its dev extras, and the SDK (sdk/, its dependencies are the project's) editable beside it.
@@ -100,6 +100,10 @@ bench: venv
 # The full chaos run (≈300 generations, every fault at once; results in bench/results/chaos.json).
 chaos: venv
 	$(BIN)/python -m bench.chaos
+
+# The reduced seeded chaos run (40 generations). Not in `make test` while it still finds an open loss (issue 12).
+chaos-reduced: venv
+	$(BIN)/pytest -q -m chaos_run tests/chaos/test_chaos_run.py
 
 # Sustained creates and callbacks on the local stack (results in bench/results/load.json).
 load: venv

@@ -15,7 +15,7 @@ import pytest
 
 from kling_local.chaos.run import ChaosConfig, ChaosRun
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.chaos_run]
 
 # Open finding, reproduced here and described in docs/reliability.md (its cause sits in the submit and
 # failover code another change is rewriting): a create whose answer was lost at a provider that cannot be
