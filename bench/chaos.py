@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.provenance import provenance
 from kling_local.chaos.run import ChaosConfig, ChaosRun
 
 RESULTS = Path(__file__).parent / "results"
@@ -40,14 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     accounting = ChaosRun(config).run()
     print(accounting.table())
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     result = {
-        "command": "make chaos",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit,
-        "machine": f"{platform.machine()}, python {platform.python_version()}",
+        **provenance("make chaos"),
         "config": accounting.config,
         **accounting.to_json(),
         "violations": accounting.violations,

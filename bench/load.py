@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.provenance import provenance
 from kling_local.chaos.processes import AwsEndpointProcess, ChildProcess
 from kling_local.chaos.run import TERMINAL, list_generations
 from kling_local.chaos.stack_child import StackChildConfig
@@ -176,14 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "load.json"))
     args = parser.parse_args(argv)
     result = run_load(args.rate, args.duration, args.settle)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     result = {
-        "command": "make load",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit,
-        "machine": f"{platform.machine()}, python {platform.python_version()}, shared 2 cores",
+        **provenance("make load", machine_note=", shared 2 cores"),
         **result,
     }
     print(json.dumps(result, indent=2))
