@@ -4,10 +4,12 @@ the first is still publishing must not publish again; after a crash (the claim e
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from botocore.client import BaseClient
 
 from kling_pipeline import messaging
 from kling_pipeline.domain.generation import utcnow
@@ -118,3 +120,86 @@ def test_a_terminal_write_applied_with_its_answer_lost_is_still_announced(
     assert sent == [generation.id]
     assert lifecycle.fail(generation.id, "timeout", "late") is None  # announced now: nothing more
     assert sent == [generation.id]
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """AWS operations made through botocore while the test runs."""
+    counted: Counter[str] = Counter()
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def counting(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        counted[operation] += 1
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
+    return counted
+
+
+def test_the_outcomes_writer_announces_it_without_a_claim_write_of_its_own(
+    pipeline_aws: None, calls: Counter[str]
+) -> None:
+    get_generation_store().create(stored_generation(status=Status.PROCESSING))
+    calls.clear()
+
+    assert lifecycle.succeed("gen_test", outputs=[], actual_cost=lifecycle.NOT_BILLED) is not None
+
+    # The terminal write (carrying the claim), the event, the "announced" mark: no separate claim write
+    assert calls["UpdateItem"] == 2 and calls["PutEvents"] == 1 and calls["GetItem"] == 0
+    stored = get_generation_store().get("gen_test")
+    assert stored is not None and stored.announced and stored.announce_claimed_until is None
+
+
+def test_a_writer_whose_terminal_write_answer_was_lost_knows_its_own_claim_and_announces_at_once(
+    pipeline_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # drop_after_apply: the terminal UpdateItem is applied, its answer lost, botocore sends it again and the
+    # table refuses it (the version moved). The claim it wrote is this writer's own: no waiting for expiry.
+    sent: list[str] = []
+    monkeypatch.setattr(messaging, "publish", lambda detail_type, detail: sent.append(detail["id"]))
+    queued: list[str] = []
+    monkeypatch.setattr(
+        messaging, "send", lambda url, message, delay_s=0: queued.append(message.generation_id)
+    )
+    store = get_generation_store()
+    store.create(stored_generation(status=Status.PROCESSING))
+    table = store._table  # the answer of the table's own call is what the fault drops
+    real_update = table.update_item
+    dropped: list[bool] = []
+
+    def answer_lost_then_retried(**kwargs: Any) -> Any:
+        if not dropped:  # the first write of `fail`: the terminal one
+            dropped.append(True)
+            real_update(**kwargs)  # applied; the answer never arrives, so the call is made again
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(table, "update_item", answer_lost_then_retried)
+
+    assert lifecycle.fail("gen_test", "provider_error", "boom") is None  # the retry was refused
+    assert dropped and sent == ["gen_test"] and queued == []
+    stored = store.get("gen_test")
+    assert stored is not None and stored.status is Status.FAILED and stored.announced
+
+
+def test_a_writer_that_died_after_its_terminal_write_is_covered_even_when_the_look_again_cannot_be_sent(
+    pipeline_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer died right after the terminal write: its claim is live, nobody published. The ingest
+    # message comes back; a look-again that cannot be queued fails that message (SQS brings it back) rather
+    # than leaving the event to a send that never happened.
+    from kling_pipeline.services.ingest import IngestMessage, ingest
+
+    sent: list[str] = []
+    monkeypatch.setattr(messaging, "publish", lambda detail_type, detail: sent.append(detail["id"]))
+    get_generation_store().create(stored_generation(status=Status.PROCESSING))
+    get_generation_store().transition(
+        "gen_test", Status.SUCCEEDED, announce_claimed_until=utcnow() + timedelta(seconds=30)
+    )
+
+    def unsendable(url: str | None, message: Any, delay_s: int = 0) -> None:
+        raise RuntimeError("SQS unreachable")
+
+    monkeypatch.setattr(messaging, "send", unsendable)
+    with pytest.raises(lifecycle.AnnouncementPending):
+        ingest(IngestMessage(generation_id="gen_test"))
+    assert sent == []

@@ -2,11 +2,18 @@
 
 Whoever gets there first (callback ingest, fallback poll, submitter, cancel) wins the compare-and-set;
 everyone else gets None back and publishes nothing, so each generation announces exactly one outcome.
+
+The terminal write of `succeed` and `fail` also takes the announcement claim for its writer (no write of
+its own on the usual path: one DynamoDB call per generation less). The claim's expiry is the writer's
+token: a writer whose terminal write was applied but whose answer was lost recognises its own claim on
+the retry and publishes at once; a writer that died after the write leaves a claim that expires, and the
+lookers (the ingest message coming back, the poller, the safety net, a look-again message) announce then.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import contextlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -34,17 +41,24 @@ NOT_BILLED = ActualCost(usd=ZERO, basis="not_billed")
 
 
 def succeed(generation_id: str, outputs: list[Output], actual_cost: ActualCost) -> Generation | None:
+    claim = _claim_expiry()
     generation = get_generation_store().transition(
-        generation_id, Status.SUCCEEDED, outputs=outputs, actual_cost=actual_cost, progress=100, error=None
+        generation_id,
+        Status.SUCCEEDED,
+        outputs=outputs,
+        actual_cost=actual_cost,
+        progress=100,
+        error=None,
+        announce_claimed_until=claim,  # the writer of the outcome is its announcer
     )
     if generation is not None:
         metrics.add_metric(name="GenerationSucceeded", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="GenerationCostUsd", unit=MetricUnit.NoUnit, value=float(actual_cost.usd))
         latency = (utcnow() - generation.created_at).total_seconds()
         metrics.add_metric(name="RequestToStoredSeconds", unit=MetricUnit.Seconds, value=latency)
-        announce(generation)
+        _publish(generation)
     else:
-        _announce_if_final(generation_id)
+        _announce_if_final(generation_id, own_claim=claim)
     return generation
 
 
@@ -58,27 +72,38 @@ def fail(
         logger.info(
             "provider failure text", extra={"generation_id": generation_id, "provider_message": message}
         )
+    claim = _claim_expiry()
     generation = get_generation_store().transition(
         generation_id,
         Status.FAILED,
         error=GenerationError(code=code, message=public),
         actual_cost=actual_cost or NOT_BILLED,
+        announce_claimed_until=claim,  # the writer of the outcome is its announcer
     )
     if generation is not None:
         metrics.add_metric(name="GenerationFailed", unit=MetricUnit.Count, value=1)
         logger.info("generation failed", extra={"generation_id": generation_id, "code": code})
-        announce(generation)
+        _publish(generation)
     else:
-        _announce_if_final(generation_id)
+        _announce_if_final(generation_id, own_claim=claim)
     return generation
 
 
-def _announce_if_final(generation_id: str) -> None:
+def _claim_expiry() -> datetime:
+    """A fresh claim's expiry; to the microsecond, it also tells its writer's claim from anyone else's."""
+    return utcnow() + timedelta(seconds=get_settings().announce_claim_s)
+
+
+def _announce_if_final(generation_id: str, *, own_claim: datetime) -> None:
     """A refused terminal write: someone else's — or our own, applied with its answer lost, its retry then
     refused (found by the chaos run: nobody announced it). Whoever sees a final, unannounced generation
-    announces it."""
+    announces it; a claim carrying our own expiry is ours (that lost answer), so we publish at once."""
     current = get_generation_store().get(generation_id)
-    if current is not None and current.status.is_terminal and not current.announced:
+    if current is None or not current.status.is_terminal or current.announced:
+        return
+    if current.announce_claimed_until == own_claim:
+        _publish(current)
+    else:
         announce(current)
 
 
@@ -120,7 +145,9 @@ def announce(generation: Generation) -> bool:
     Returns whether the outcome is announced now. False (claimed by someone else, or the publish failed)
     obliges a looker that would stop watching — the poller's last poll, an ingest or safety-net message —
     to look again later: the claim's holder may have died after claiming (found by the chaos run: the
-    event and the webhook were then lost for good).
+    event and the webhook were then lost for good). So a look-again message is queued, and if even that
+    cannot be sent while someone else's claim is live, `AnnouncementPending` is raised: the caller's own
+    message (or poll) is then retried instead of the outcome depending on a send that failed.
     """
     if not generation.status.is_terminal or generation.announced:
         return True
@@ -140,6 +167,12 @@ def announce(generation: Generation) -> bool:
         if not already_announced:  # being announced right now — or the claim is a dead process's
             _look_again_later(generation.id)
         return already_announced
+    return _publish(generation)
+
+
+def _publish(generation: Generation) -> bool:
+    """Publish for the holder of the announcement claim, then mark it done — or give the claim back and
+    leave a look-again if the publish failed."""
     detail_type = DETAIL_TYPES[generation.status]
     try:
         budgets.settle(generation)  # once per generation, whoever announces first
@@ -151,7 +184,8 @@ def announce(generation: Generation) -> bool:
         logger.exception("outcome not announced yet", extra={"generation_id": generation.id})
         metrics.add_metric(name="AnnounceDeferred", unit=MetricUnit.Count, value=1)
         get_generation_store().update(generation.id, _release_claim)
-        _look_again_later(generation.id)
+        with contextlib.suppress(AnnouncementPending):  # released: the next looker announces at once
+            _look_again_later(generation.id)
         return False
 
     def mark(current: Generation) -> Generation | None:
@@ -165,8 +199,10 @@ def announce(generation: Generation) -> bool:
 
 def _look_again_later(generation_id: str) -> None:
     """A safety-net message after the claim's expiry, so the outcome is announced even when every looker
-    that saw it pending has stopped watching (the claim's holder died, or our own claim's answer was lost
-    and its retry refused)."""
+    that saw it pending has stopped watching (the claim's holder died after its terminal write).
+
+    A send that fails raises `AnnouncementPending` (found by the chaos run: logging it lost an event when
+    the claim's holder had died): the looker's own message comes back, or its poll is retried, instead."""
     settings = get_settings()
     try:
         messaging.send(
@@ -174,8 +210,9 @@ def _look_again_later(generation_id: str) -> None:
             SubmitMessage(generation_id=generation_id),
             delay_s=settings.announce_claim_s + 1,
         )
-    except Exception:
+    except Exception as exc:
         logger.exception("could not schedule another look", extra={"generation_id": generation_id})
+        raise AnnouncementPending(generation_id) from exc
 
 
 def _release_claim(current: Generation) -> Generation | None:
