@@ -36,6 +36,8 @@ BODY = {"mode": "text-to-video", "prompt": "A lighthouse at dawn", "duration": 5
 VIDEO_BYTES = 6 * 1024 * 1024
 
 calls: Counter[tuple[str, str]] = Counter()
+# Items written by TransactWriteItems (DynamoDB bills each at twice a plain write's request units)
+transaction_items: Counter[str] = Counter()
 durations: list[tuple[str, float, int]] = []
 _bench_clients: set[int] = set()  # the benchmark's own clients: their calls are not the pipeline's
 _original = BaseClient._make_api_call  # type: ignore[attr-defined]
@@ -45,6 +47,8 @@ _original_invoke = FunctionRegistry.invoke
 def _counting(self: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
     if id(self) not in _bench_clients:
         calls[(self.meta.service_model.service_name, operation_name)] += 1
+        if operation_name == "TransactWriteItems":
+            transaction_items["dynamodb"] += len(api_params.get("TransactItems", []))
     return _original(self, operation_name, api_params)
 
 
@@ -77,6 +81,7 @@ def measure(
     table = _bench_client(stack, "dynamodb")
     time.sleep(2)  # let the previous generation's stragglers finish before counting
     calls.clear()
+    transaction_items.clear()
     durations.clear()
     generation_id = api.post("/v1/generations", json=BODY).json()["id"]
     key = {"pk": {"S": f"GEN#{generation_id}"}, "sk": {"S": "GEN"}}
@@ -116,6 +121,7 @@ def measure(
         "aws_calls_by_service": dict(sorted(by_service.items())),
         "aws_calls_by_operation": {f"{s}.{o}": n for (s, o), n in sorted(pipeline.items())},
         "client_status_read_calls": {f"{s}.{o}": n for (s, o), n in sorted(client_read.items())},
+        "dynamodb_transaction_items": transaction_items["dynamodb"],
         "lambda_invocations": [
             {"function": function, "ms": round(seconds * 1000, 1), "memory_mb": memory}
             for function, seconds, memory in durations

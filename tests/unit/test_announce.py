@@ -136,18 +136,23 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return counted
 
 
-def test_the_outcomes_writer_announces_it_without_a_claim_write_of_its_own(
+def test_the_outcomes_writer_claims_the_announcement_and_settles_the_budget_in_the_same_write(
     pipeline_aws: None, calls: Counter[str]
 ) -> None:
+    from kling_pipeline.services import budgets
+
     get_generation_store().create(stored_generation(status=Status.PROCESSING))
     calls.clear()
 
     assert lifecycle.succeed("gen_test", outputs=[], actual_cost=lifecycle.NOT_BILLED) is not None
 
-    # The terminal write (carrying the claim), the event, the "announced" mark: no separate claim write
-    assert calls["UpdateItem"] == 2 and calls["PutEvents"] == 1 and calls["GetItem"] == 0
+    # The final status with the claim and the settlement (one transaction), the event, the "announced"
+    # mark: no claim write, no settlement call of their own
+    assert calls == Counter({"TransactWriteItems": 1, "PutEvents": 1, "UpdateItem": 1})
     stored = get_generation_store().get("gen_test")
     assert stored is not None and stored.announced and stored.announce_claimed_until is None
+    month = budgets.usage(stored.tenant_id, budgets.month_of(stored.created_at))
+    assert month.counts == {"succeeded": 1} and month.spent_usd == 0
 
 
 def test_a_writer_whose_terminal_write_answer_was_lost_knows_its_own_claim_and_announces_at_once(
@@ -163,17 +168,17 @@ def test_a_writer_whose_terminal_write_answer_was_lost_knows_its_own_claim_and_a
     )
     store = get_generation_store()
     store.create(stored_generation(status=Status.PROCESSING))
-    table = store._table  # the answer of the table's own call is what the fault drops
-    real_update = table.update_item
+    client = store._table.meta.client  # the answer of the table's own call is what the fault drops
+    real_write = client.transact_write_items
     dropped: list[bool] = []
 
     def answer_lost_then_retried(**kwargs: Any) -> Any:
-        if not dropped:  # the first write of `fail`: the terminal one
+        if not dropped:  # the first write of `fail`: the final status
             dropped.append(True)
-            real_update(**kwargs)  # applied; the answer never arrives, so the call is made again
-        return real_update(**kwargs)
+            real_write(**kwargs)  # applied; the answer never arrives, so the call is made again
+        return real_write(**kwargs)
 
-    monkeypatch.setattr(table, "update_item", answer_lost_then_retried)
+    monkeypatch.setattr(client, "transact_write_items", answer_lost_then_retried)
 
     assert lifecycle.fail("gen_test", "provider_error", "boom") is None  # the retry was refused
     assert dropped and sent == ["gen_test"] and queued == []

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from botocore.client import BaseClient
 
 from kling_pipeline.domain.money import ActualCost, EstimatedCost
 from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import BudgetExceeded
 from kling_pipeline.services import budgets
-from kling_pipeline.store.budgets import get_budget_store
+from kling_pipeline.store.budgets import BudgetStore, get_budget_store
+from kling_pipeline.store.generations import get_generation_store
 from tests.unit.conftest import stored_generation
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -93,3 +97,73 @@ def test_triggers_reject_over_budget_requests_with_the_figures() -> None:
         "message": "over",
         "details": {**figures, "estimate_usd": "0.3750"},
     }
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """AWS operations made through botocore while the test runs."""
+    counted: Counter[str] = Counter()
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def counting(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        counted[operation] += 1
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
+    return counted
+
+
+def operator_sets_budget(tenant_id: str, monthly_usd: Decimal | None) -> None:
+    """`kling-pipeline tenants set-budget` from another process: this one's memory is not told."""
+    from kling_pipeline import aws
+
+    BudgetStore(aws.generations_table()).set_budget(tenant_id, monthly_usd)
+
+
+@pytest.mark.usefixtures("pipeline_aws")
+def test_the_reservation_rides_along_with_the_generations_create_in_one_call(calls: Counter[str]) -> None:
+    generation = stored_generation("gen_a", status=Status.QUEUED)
+    calls.clear()
+
+    def create(reservation: list[Any]) -> None:
+        get_generation_store().create(generation, along=reservation)
+
+    budgets.reserve(generation.tenant_id, estimate("0.60"), now=NOW, along_with=create)
+
+    assert calls == Counter({"TransactWriteItems": 1})  # no read of the override, no write of its own
+    assert get_generation_store().get("gen_a") is not None
+    assert budgets.usage(generation.tenant_id, MONTH).reserved_usd == Decimal("0.60")
+
+
+@pytest.mark.usefixtures("pipeline_aws")
+def test_a_refused_reservation_writes_no_generation_either() -> None:
+    generation = stored_generation("gen_b", status=Status.QUEUED)
+    get_budget_store().set_budget(generation.tenant_id, Decimal("1.00"))
+    budgets.reserve(generation.tenant_id, estimate("0.80"), now=NOW)
+
+    with pytest.raises(BudgetExceeded):
+        budgets.reserve(
+            generation.tenant_id,
+            estimate("0.30"),
+            now=NOW,
+            along_with=lambda reservation: get_generation_store().create(generation, along=reservation),
+        )
+    assert get_generation_store().get("gen_b") is None
+    assert budgets.usage(generation.tenant_id, MONTH).reserved_usd == Decimal("0.80")
+
+
+@pytest.mark.usefixtures("pipeline_aws")
+def test_a_budget_changed_by_another_process_applies_at_the_next_create() -> None:
+    # This process has seen no override; the operator sets one elsewhere: the transaction's check on the
+    # override refuses the stale assumption, and the cap applied is the operator's.
+    operator_sets_budget("t", Decimal("1.00"))
+    with pytest.raises(BudgetExceeded) as refused:
+        budgets.reserve("t", estimate("2.00"), now=NOW)
+    assert refused.value.details["budget_usd"] == "1.0000"
+    # Raised elsewhere: the remembered 1.00 would refuse 2.00, so the current override is read first
+    operator_sets_budget("t", Decimal("5.00"))
+    assert budgets.reserve("t", estimate("2.00"), now=NOW) == Decimal("2.00")
+    # Removed elsewhere (unlimited): a remembered cap no longer holds
+    operator_sets_budget("t", None)
+    assert budgets.reserve("t", estimate("9.00"), now=NOW) == Decimal("9.00")
+    assert budgets.usage("t", MONTH).reserved_usd == Decimal("11.00")

@@ -2,13 +2,16 @@
 
 The cap is the tenant's override (`kling-pipeline tenants set-budget`) or the stack's
 `TENANT_MONTHLY_BUDGET_USD`; unset means unlimited, and usage is still counted. A create reserves its
-estimate with one conditional write before anything else is written or sent, so two concurrent creates
-can never both pass the last dollars; the announce of the final state settles the reservation to the
-actual cost (once, whoever announces). A month is the UTC calendar month the generation was created in.
+estimate with a conditional write in the same transaction as the generation's own write (nothing is
+written without its reservation, nor reserved for nothing), so two concurrent creates can never both pass
+the last dollars; the final status's write settles the reservation to the actual cost in the same way
+(and an announce after a crash settles what was not: once, by its marker). A month is the UTC calendar
+month the generation was created in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,6 +24,7 @@ from kling_pipeline.domain.money import ZERO, ActualCost, Amount, EstimatedCost,
 from kling_pipeline.errors import BudgetExceeded, InvalidInput
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.store.budgets import Settlement, get_budget_store
+from kling_pipeline.store.documents import AlongRefused, TransactItem
 
 
 class Breakdown(BaseModel):
@@ -56,42 +60,79 @@ def parse_month(text: str | None) -> str:
 
 def budget_for(tenant_id: str) -> Decimal | None:
     """The tenant's override, else the stack's default; None: unlimited."""
-    override = get_budget_store().get_budget(tenant_id)
+    return _cap(get_budget_store().get_budget(tenant_id))
+
+
+def _cap(override: Decimal | None) -> Decimal | None:
     if override is not None:
         return override
     default = get_settings().tenant_monthly_budget_usd
     return None if default is None else Decimal(str(default))
 
 
-def reserve(tenant_id: str, estimate: EstimatedCost | None, *, now: datetime) -> Decimal:
-    """Reserve the estimate in `now`'s month or raise `BudgetExceeded`; returns the amount reserved."""
-    amount = quantize(estimate.usd) if estimate is not None else ZERO
+def reserved_amount(estimate: EstimatedCost | None) -> Decimal:
+    """What a create with this estimate reserves (the generation records it, to settle it later)."""
+    return quantize(estimate.usd) if estimate is not None else ZERO
+
+
+def reserve(
+    tenant_id: str,
+    estimate: EstimatedCost | None,
+    *,
+    now: datetime,
+    along_with: Callable[[list[TransactItem]], None] | None = None,
+) -> Decimal:
+    """Reserve the estimate in `now`'s month or raise `BudgetExceeded`; returns the amount reserved.
+
+    `along_with(items)` makes the caller's own write with the reservation's items in one transaction (the
+    create); without it they are written on their own. The cap is the tenant's override as this process
+    last saw it (none assumed at first), checked in the same transaction: only when the override changed
+    is it read, and the transaction made again."""
+    amount = reserved_amount(estimate)
     month = month_of(now)
-    budget = budget_for(tenant_id)
     store = get_budget_store()
-    headroom = None if budget is None else budget - amount
-    if not store.reserve(tenant_id, month, amount, headroom=headroom):
-        assert budget is not None  # only a capped reservation can be refused
-        usage = store.usage(tenant_id, month)
-        metrics.add_metric(name="BudgetExceeded", unit=MetricUnit.Count, value=1)
-        raise BudgetExceeded(
-            f"this request's estimate of ${format_amount(amount)} would exceed the monthly budget of "
-            f"${format_amount(budget)} ({month}: ${format_amount(usage.spent_usd)} spent, "
-            f"${format_amount(usage.reserved_usd)} reserved)",
-            {
-                "month": month,
-                "budget_usd": format_amount(budget),
-                "spent_usd": format_amount(usage.spent_usd),
-                "reserved_usd": format_amount(usage.reserved_usd),
-                "estimate_usd": format_amount(amount),
-            },
-        )
-    return amount
+    override, fresh = store.remembered_budget(tenant_id), False
+    for _ in range(3):
+        budget = _cap(override)
+        headroom = None if budget is None else budget - amount
+        if headroom is not None and headroom < 0:
+            if not fresh:  # refuse only on the current override
+                override, fresh = store.get_budget(tenant_id), True
+                continue
+            raise _exceeded(tenant_id, month, amount, budget)
+        items = store.reservation(tenant_id, month, amount, override=override, headroom=headroom)
+        try:
+            (along_with or store.transact)(items)
+        except AlongRefused as refused:
+            override_changed, over_cap = (
+                reason.get("Code") == "ConditionalCheckFailed" for reason in refused.reasons[:2]
+            )
+            if override_changed:
+                override, fresh = store.get_budget(tenant_id), True
+                continue
+            if over_cap:
+                raise _exceeded(tenant_id, month, amount, budget) from None
+            raise
+        return amount
+    raise RuntimeError(f"the budget of {tenant_id} kept changing during a create; try again")
 
 
-def release(tenant_id: str, amount: Decimal, *, now: datetime) -> None:
-    """Give back a reservation whose generation was never written."""
-    get_budget_store().release(tenant_id, month_of(now), amount)
+def _exceeded(tenant_id: str, month: str, amount: Decimal, budget: Decimal | None) -> BudgetExceeded:
+    assert budget is not None  # only a capped reservation can be refused
+    usage = get_budget_store().usage(tenant_id, month)
+    metrics.add_metric(name="BudgetExceeded", unit=MetricUnit.Count, value=1)
+    return BudgetExceeded(
+        f"this request's estimate of ${format_amount(amount)} would exceed the monthly budget of "
+        f"${format_amount(budget)} ({month}: ${format_amount(usage.spent_usd)} spent, "
+        f"${format_amount(usage.reserved_usd)} reserved)",
+        {
+            "month": month,
+            "budget_usd": format_amount(budget),
+            "spent_usd": format_amount(usage.spent_usd),
+            "reserved_usd": format_amount(usage.reserved_usd),
+            "estimate_usd": format_amount(amount),
+        },
+    )
 
 
 def settle(generation: Generation) -> None:
@@ -102,6 +143,14 @@ def settle(generation: Generation) -> None:
     )
     if settled:
         logger.info("budget settled", extra={"generation_id": generation.id, "usd": format_amount(actual)})
+
+
+def settlement(generation: Generation) -> list[TransactItem]:
+    """`settle` as transaction items, to go along with the write of the final status itself."""
+    actual = generation.actual_cost.usd if generation.actual_cost is not None else ZERO
+    return get_budget_store().settlement(
+        _settlement(generation, reserved=generation.reserved_usd, actual=actual)
+    )
 
 
 def settle_late(generation: Generation, cost: ActualCost) -> None:

@@ -65,7 +65,6 @@ def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = 
     estimate = _quote(router, request)
     now = utcnow()
     estimated_cost = _estimated_cost(estimate, request.provider or estimate.chosen)
-    reserved = budgets.reserve(tenant_id, estimated_cost, now=now)  # BudgetExceeded: nothing else happens
     generation = Generation(
         id=new_generation_id(),
         tenant_id=tenant_id,
@@ -77,7 +76,7 @@ def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = 
         progress=0,
         request=request,
         estimated_cost=estimated_cost,
-        reserved_usd=reserved,
+        reserved_usd=budgets.reserved_amount(estimated_cost),
         metadata=request.metadata,
         source=source,
         deadline_at=now + timedelta(seconds=request.deadline_s or get_settings().task_deadline_s),
@@ -86,12 +85,15 @@ def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = 
     # the submitter then finishes whatever this process could not (submit, announce the outcome) and starts
     # the fallback for a generation whose callback is late.
     safety_net = SubmitMessage(generation_id=generation.id)
-    try:
-        messaging.send(get_settings().submit_queue_url, safety_net, delay_s=first_wait_s(generation))
-        get_generation_store().create(generation)
-    except Exception:
-        budgets.release(tenant_id, reserved, now=now)  # never written: give the reservation back
-        raise
+    messaging.send(get_settings().submit_queue_url, safety_net, delay_s=first_wait_s(generation))
+    # The budget reservation and the generation are one transaction: neither exists without the other.
+    # BudgetExceeded writes nothing (the safety net then finds no generation and ends there).
+    budgets.reserve(
+        tenant_id,
+        estimated_cost,
+        now=now,
+        along_with=lambda reservation: get_generation_store().create(generation, along=reservation),
+    )
     logger.append_keys(generation_id=generation.id)
     return submit(generation, router=router)
 
@@ -138,7 +140,7 @@ def _record_submitted(
     estimate: EstimatedCost | None = None,
 ) -> Generation:
     store = get_generation_store()
-    changes = {"estimated_cost": estimate} if estimate is not None else {}
+    changes: dict[str, Any] = {"estimated_cost": estimate} if estimate is not None else {}
     submitted = store.transition(
         generation.id,
         Status.SUBMITTED,

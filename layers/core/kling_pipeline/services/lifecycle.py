@@ -27,6 +27,7 @@ from kling_pipeline.domain.status import Status
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services import budgets, webhooks
+from kling_pipeline.store.documents import AlongRefused
 from kling_pipeline.store.generations import get_generation_store
 
 SUCCEEDED_EVENT = "Generation Succeeded"
@@ -42,7 +43,7 @@ NOT_BILLED = ActualCost(usd=ZERO, basis="not_billed")
 
 def succeed(generation_id: str, outputs: list[Output], actual_cost: ActualCost) -> Generation | None:
     claim = _claim_expiry()
-    generation = get_generation_store().transition(
+    generation, settled = _end(
         generation_id,
         Status.SUCCEEDED,
         outputs=outputs,
@@ -56,7 +57,7 @@ def succeed(generation_id: str, outputs: list[Output], actual_cost: ActualCost) 
         metrics.add_metric(name="GenerationCostUsd", unit=MetricUnit.NoUnit, value=float(actual_cost.usd))
         latency = (utcnow() - generation.created_at).total_seconds()
         metrics.add_metric(name="RequestToStoredSeconds", unit=MetricUnit.Seconds, value=latency)
-        _publish(generation)
+        _publish(generation, settled=settled)
     else:
         _announce_if_final(generation_id, own_claim=claim)
     return generation
@@ -73,7 +74,7 @@ def fail(
             "provider failure text", extra={"generation_id": generation_id, "provider_message": message}
         )
     claim = _claim_expiry()
-    generation = get_generation_store().transition(
+    generation, settled = _end(
         generation_id,
         Status.FAILED,
         error=GenerationError(code=code, message=public),
@@ -83,10 +84,22 @@ def fail(
     if generation is not None:
         metrics.add_metric(name="GenerationFailed", unit=MetricUnit.Count, value=1)
         logger.info("generation failed", extra={"generation_id": generation_id, "code": code})
-        _publish(generation)
+        _publish(generation, settled=settled)
     else:
         _announce_if_final(generation_id, own_claim=claim)
     return generation
+
+
+def _end(generation_id: str, to: Status, **changes: Any) -> tuple[Generation | None, bool]:
+    """The final status, with the budget's settlement in the same transaction (no call of its own);
+    whether it was settled there. A settlement refused (settled before: not on any path we know of) is
+    left to the announce, which settles once by its marker."""
+    store = get_generation_store()
+    try:
+        return store.transition(generation_id, to, along=budgets.settlement, **changes), True
+    except AlongRefused:
+        logger.warning("settlement not made with the final status", extra={"generation_id": generation_id})
+        return store.transition(generation_id, to, **changes), False
 
 
 def _claim_expiry() -> datetime:
@@ -170,12 +183,13 @@ def announce(generation: Generation) -> bool:
     return _publish(generation)
 
 
-def _publish(generation: Generation) -> bool:
+def _publish(generation: Generation, *, settled: bool = False) -> bool:
     """Publish for the holder of the announcement claim, then mark it done — or give the claim back and
-    leave a look-again if the publish failed."""
+    leave a look-again if the publish failed. `settled`: the final status's write settled the budget."""
     detail_type = DETAIL_TYPES[generation.status]
     try:
-        budgets.settle(generation)  # once per generation, whoever announces first
+        if not settled:
+            budgets.settle(generation)  # once per generation (its marker), whoever announces first
         messaging.publish(detail_type, event_detail(generation))
         webhooks.schedule_first_delivery(generation)  # no-op without a webhook_url; queued once per outcome
     except Exception:

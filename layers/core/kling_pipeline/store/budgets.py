@@ -6,9 +6,14 @@
     pk "GEN#<id>", sk "SETTLED" | "SETTLED#LATE"  the markers that make a settlement happen once
 
 Why `committed_usd`: DynamoDB conditions cannot add two attributes, so the sum the cap applies to is kept
-as one attribute; a reservation is then ONE UpdateItem conditioned on `committed_usd <= budget - estimate`,
-and two concurrent creates can never both pass the last dollars. A settlement moves the reservation to the
+as one attribute; a reservation is then ONE conditional update (`committed_usd <= budget - estimate`), and
+two concurrent creates can never both pass the last dollars. A settlement moves the reservation to the
 actual cost in one transaction with its marker, so a repeated announce never settles twice.
+
+Both are handed out as transaction items, so they ride along with the generation's own write (the create,
+the final status): no call of their own. The cap a reservation applies comes from the tenant's override as
+this process last saw it, checked in the same transaction (a `ConditionCheck` on the override item): a
+stale memory refuses the transaction, never lets a create pass the operator's current budget.
 """
 
 from __future__ import annotations
@@ -20,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from kling_pipeline.store.documents import is_condition_failure
+from kling_pipeline.store.documents import AlongRefused, TransactItem
 from kling_pipeline.store.generations import GenerationStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
-    from mypy_boto3_dynamodb.type_defs import PutTypeDef, UpdateTypeDef
+    from mypy_boto3_dynamodb.type_defs import ConditionCheckTypeDef, PutTypeDef, UpdateTypeDef
 
 ZERO = Decimal(0)
 
@@ -65,6 +70,8 @@ class Settlement:
 class BudgetStore:
     def __init__(self, table: Table) -> None:
         self._table = table
+        # tenant -> its override as last read or written here (None: no override); checked on use
+        self._overrides: dict[str, Decimal | None] = {}
 
     @staticmethod
     def _tenant_pk(tenant_id: str) -> str:
@@ -75,17 +82,28 @@ class BudgetStore:
 
     # ---- budgets ------------------------------------------------------------------------------------------
 
+    def _budget_key(self, tenant_id: str) -> dict[str, str]:
+        return {"pk": self._tenant_pk(tenant_id), "sk": "BUDGET"}
+
     def get_budget(self, tenant_id: str) -> Decimal | None:
-        item = self._table.get_item(Key={"pk": self._tenant_pk(tenant_id), "sk": "BUDGET"}).get("Item")
-        return None if item is None else Decimal(str(item["monthly_usd"]))
+        item = self._table.get_item(Key=self._budget_key(tenant_id), ConsistentRead=True).get("Item")
+        override = None if item is None else Decimal(str(item["monthly_usd"]))
+        self._overrides[tenant_id] = override
+        return override
+
+    def remembered_budget(self, tenant_id: str) -> Decimal | None:
+        """The override as this process last saw it (None: none, or never read — most tenants have none);
+        a reservation checks in its transaction that it is still current."""
+        return self._overrides.get(tenant_id)
 
     def set_budget(self, tenant_id: str, monthly_usd: Decimal | None) -> None:
         """Set (or, with None, remove) the tenant's override of the stack's default budget."""
-        key = {"pk": self._tenant_pk(tenant_id), "sk": "BUDGET"}
+        key = self._budget_key(tenant_id)
         if monthly_usd is None:
             self._table.delete_item(Key=key)
         else:
             self._table.put_item(Item={**key, "tenant_id": tenant_id, "monthly_usd": monthly_usd})
+        self._overrides[tenant_id] = monthly_usd
 
     # ---- usage --------------------------------------------------------------------------------------------
 
@@ -104,40 +122,58 @@ class BudgetStore:
             counters=counters,
         )
 
-    def reserve(self, tenant_id: str, month: str, amount: Decimal, *, headroom: Decimal | None) -> bool:
-        """Add `amount` to the month's reservations unless that would pass the cap (`headroom` = budget -
-        amount; None: no cap). One conditional UpdateItem; False when refused (nothing written)."""
-        request: dict[str, Any] = {
+    def reservation(
+        self,
+        tenant_id: str,
+        month: str,
+        amount: Decimal,
+        *,
+        override: Decimal | None,
+        headroom: Decimal | None,
+    ) -> list[TransactItem]:
+        """Transaction items that add `amount` to the month's reservations unless that would pass the cap
+        (`headroom` = budget - amount; None: no cap), on the condition that the tenant's override is still
+        `override` (None: none). Refused (AlongRefused), the first reason is the override's, the second the
+        cap's."""
+        if override is None:
+            check = "attribute_not_exists(pk)"
+            check_values: dict[str, Any] = {}
+        else:
+            check = "monthly_usd = :m"
+            check_values = {":m": override}
+        condition: ConditionCheckTypeDef = {
+            "TableName": self._table.name,
+            "Key": self._budget_key(tenant_id),
+            "ConditionExpression": check,
+        }
+        if check_values:
+            condition["ExpressionAttributeValues"] = check_values
+        values: dict[str, Any] = {":a": amount, ":one": 1, ":t": tenant_id}
+        update: UpdateTypeDef = {
+            "TableName": self._table.name,
             "Key": self._usage_key(tenant_id, month),
             "UpdateExpression": "ADD committed_usd :a, reserved_usd :a, #created :one SET tenant_id = :t",
             "ExpressionAttributeNames": {"#created": "count#status#created"},
-            "ExpressionAttributeValues": {":a": amount, ":one": 1, ":t": tenant_id},
+            "ExpressionAttributeValues": values,
         }
         if headroom is not None:
-            if headroom < 0:
-                return False
-            request["ConditionExpression"] = "attribute_not_exists(committed_usd) OR committed_usd <= :h"
-            request["ExpressionAttributeValues"][":h"] = headroom
-        try:
-            self._table.update_item(**request)
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
-
-    def release(self, tenant_id: str, month: str, amount: Decimal) -> None:
-        """Undo a reservation whose generation was never written (the create failed right after it)."""
-        self._table.update_item(
-            Key=self._usage_key(tenant_id, month),
-            UpdateExpression="ADD committed_usd :a, reserved_usd :a, #created :minus",
-            ExpressionAttributeNames={"#created": "count#status#created"},
-            ExpressionAttributeValues={":a": -amount, ":minus": -1},
-        )
+            update["ConditionExpression"] = "attribute_not_exists(committed_usd) OR committed_usd <= :h"
+            values[":h"] = headroom
+        return [{"ConditionCheck": condition}, {"Update": update}]
 
     def settle(self, settlement: Settlement, *, late: bool = False) -> bool:
         """Move the reservation to the actual cost, once per generation; with `late`, add a cost reported
         after the first settlement (once more, money only). False when it was done before."""
+        try:
+            self.transact(self.settlement(settlement, late=late))
+        except AlongRefused as refused:
+            if refused.reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    def settlement(self, settlement: Settlement, *, late: bool = False) -> list[TransactItem]:
+        """Transaction items of a settlement: its marker (refused once it exists), then the month's sums."""
         names: dict[str, str] = {}
         values: dict[str, Any] = {
             ":delta": settlement.actual_usd - settlement.reserved_usd,
@@ -174,14 +210,17 @@ class BudgetStore:
             },
             "ConditionExpression": "attribute_not_exists(pk)",
         }
+        return [{"Put": mark}, {"Update": update}]
+
+    def transact(self, items: list[TransactItem]) -> None:
+        """Items on their own (not along with a document's write); a refused condition: AlongRefused."""
         try:
-            self._table.meta.client.transact_write_items(TransactItems=[{"Put": mark}, {"Update": update}])
+            self._table.meta.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
+            reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or []  # type: ignore[assignment]
+            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
+                raise AlongRefused(reasons) from exc
             raise
-        return True
 
     def settled_usd(self, generation_id: str) -> Decimal | None:
         """What the first settlement recorded for a generation, None before it."""

@@ -7,6 +7,10 @@ and writes it back with one conditional `UpdateItem`, only if `version` is still
 made on. Two writers — a callback and the fallback poller, a retry and its original — can therefore never
 undo each other.
 
+A change that must happen together with writes to other items (a budget reservation with the create, the
+budget's settlement with the final status) passes them as `along`: the document's write and theirs are
+then one `TransactWriteItems`, all or nothing, still one call.
+
 Reads are saved, not trusted: the store remembers the last (document, version) this process read or wrote,
 and `update` decides on that copy without a `GetItem`. A stale copy costs nothing in correctness — the
 version condition refuses the write, and DynamoDB hands back the current item with the refusal
@@ -21,7 +25,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
@@ -32,6 +36,11 @@ from kling_pipeline.store.keys import partition_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+    TransactItem: TypeAlias = TransactWriteItemTypeDef
+else:
+    TransactItem: TypeAlias = dict
 
 BY_TENANT_INDEX = "ByTenant"
 _MAX_CAS_ATTEMPTS = 8
@@ -48,6 +57,15 @@ class Document(Protocol):
 
 
 D = TypeVar("D", bound=BaseModel)
+
+
+class AlongRefused(Exception):
+    """A write made `along` with a document's refused its own condition (the document is unchanged, since
+    a transaction is all or nothing). `reasons`: DynamoDB's CancellationReasons, the `along` items' first."""
+
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(", ".join(str(reason.get("Code")) for reason in reasons))
+        self.reasons = reasons
 
 
 class DocumentStore(Generic[D]):
@@ -72,18 +90,23 @@ class DocumentStore(Generic[D]):
     def tenant_pk(self, tenant_id: str) -> str:
         return f"TENANT#{tenant_id}#{self.kind}"
 
-    def create(self, document: D) -> None:
+    def create(self, document: D, *, along: list[TransactItem] | None = None) -> None:
+        """Write a new document (with `along`, in one transaction with those writes)."""
         doc_json = document.model_dump_json()
+        put: dict[str, Any] = {
+            "Item": self._item(document, version=1),
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
         try:
-            self._table.put_item(
-                Item=self._item(document, version=1),
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            if along is None:
+                self._table.put_item(**put)
+            else:
+                self._transact("Put", put, along)
         except ClientError as exc:
-            if not is_condition_failure(exc):
+            refused, existing = _refusal(exc)
+            if not refused:
                 raise
-            existing: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
             # Our own put, applied with its answer lost and retried by botocore (found by the chaos run:
             # the create answered 409 "already exists" for the generation it had just created).
             if existing is None or low_level_doc(existing) != (doc_json, 1):
@@ -94,8 +117,16 @@ class DocumentStore(Generic[D]):
         seen = self._read(document_id)
         return None if seen is None else self.model.model_validate_json(seen[0])
 
-    def update(self, document_id: str, mutate: Callable[[D], D | None]) -> D | None:
-        """Apply `mutate` with optimistic locking; the stored resource after it, or None (declined/gone)."""
+    def update(
+        self,
+        document_id: str,
+        mutate: Callable[[D], D | None],
+        *,
+        along: Callable[[D], list[TransactItem]] | None = None,
+    ) -> D | None:
+        """Apply `mutate` with optimistic locking; the stored resource after it, or None (declined/gone).
+        `along(changed)`: writes that go with the change, in the same transaction (AlongRefused if one
+        of them refuses its condition)."""
         seen = self._recall(document_id)
         confirmed = seen is None  # a copy just read (or handed back by a refused write) is confirmed
         if seen is None and (seen := self._read(document_id)) is None:
@@ -112,16 +143,20 @@ class DocumentStore(Generic[D]):
                 confirmed = True
                 continue
             _doc(changed).updated_at = utcnow()
+            write: dict[str, Any] = {
+                "Key": self.key(document_id),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                **self._update_expression(changed, version),
+            }
             try:
-                self._table.update_item(
-                    Key=self.key(document_id),
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                    **self._update_expression(changed, version),
-                )
+                if along is None:
+                    self._table.update_item(**write)
+                else:
+                    self._transact("Update", write, along(changed))
             except ClientError as exc:
-                if not is_condition_failure(exc):
+                refused, current = _refusal(exc)
+                if not refused:
                     raise
-                current: Mapping[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
                 if current is None:
                     self._forget(document_id)
                     return None
@@ -132,6 +167,13 @@ class DocumentStore(Generic[D]):
             self.remember(document_id, changed.model_dump_json(), version + 1)
             return changed
         raise Conflict(f"{document_id} is changing too often; try again")
+
+    def _transact(self, kind: str, write: dict[str, Any], along: list[TransactItem]) -> None:
+        """The document's write (`kind` "Put" or "Update") first, then `along`: all applied or none.
+        botocore gives the call one ClientRequestToken for all its retries, so a retry after a lost answer
+        is not applied twice."""
+        items: list[Any] = [{kind: {"TableName": self._table.name, **write}}, *along]
+        self._table.meta.client.transact_write_items(TransactItems=items)
 
     def _update_expression(self, document: D, version: int) -> dict[str, Any]:
         """SET every attribute of the new item, REMOVE the optional ones it no longer has; if `version`."""
@@ -262,6 +304,22 @@ def low_level_doc(item: Mapping[str, Any]) -> tuple[str, int]:
 
 def is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _refusal(exc: ClientError) -> tuple[bool, Mapping[str, Any] | None]:
+    """Whether the document's own condition refused the write, and the current item DynamoDB handed back
+    with the refusal (wire format; None: no such item). A transaction refused by one of its `along` items
+    raises AlongRefused; anything else is not a refusal."""
+    if is_condition_failure(exc):
+        return True, exc.response.get("Item")  # type: ignore[return-value]
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False, None
+    reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or []  # type: ignore[assignment]
+    if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+        return True, reasons[0].get("Item")
+    if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons[1:]):
+        raise AlongRefused(reasons[1:]) from exc
+    return False, None
 
 
 def encode_cursor(key: dict[str, Any]) -> str:

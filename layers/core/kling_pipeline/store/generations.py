@@ -10,6 +10,7 @@ claims in a single call, and it never bumps the document's version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -21,7 +22,12 @@ from kling_pipeline.domain.generation import Generation, GenerationPage
 from kling_pipeline.domain.listing import GenerationFilter
 from kling_pipeline.domain.status import TERMINAL, Status
 from kling_pipeline.errors import NotFound
-from kling_pipeline.store.documents import DocumentStore, is_condition_failure, low_level_doc
+from kling_pipeline.store.documents import (
+    DocumentStore,
+    TransactItem,
+    is_condition_failure,
+    low_level_doc,
+)
 from kling_pipeline.store.keys import GENERATION_KIND
 
 _LEASE = "ingest_lease_until"
@@ -50,15 +56,23 @@ class GenerationStore(DocumentStore[Generation]):
             raise NotFound(f"generation {generation_id} not found")
         return generation
 
-    def transition(self, generation_id: str, to: Status, **changes: Any) -> Generation | None:
-        """Move forward to `to` (and set `changes`) unless the status already moved past it."""
+    def transition(
+        self,
+        generation_id: str,
+        to: Status,
+        *,
+        along: Callable[[Generation], list[TransactItem]] | None = None,
+        **changes: Any,
+    ) -> Generation | None:
+        """Move forward to `to` (and set `changes`) unless the status already moved past it; `along`:
+        writes that go with the move, in the same transaction (DocumentStore.update)."""
 
         def mutate(generation: Generation) -> Generation | None:
             if not generation.status.can_move_to(to):
                 return None
             return generation.model_copy(update={"status": to, **changes})
 
-        return self.update(generation_id, mutate)
+        return self.update(generation_id, mutate, along=along)
 
     def claim_ingest(self, generation_id: str, *, now: datetime, lease: timedelta) -> IngestClaim:
         """Take the ingest lease of a generation that is not final, reading it in the same call."""
