@@ -17,7 +17,16 @@ from kling_pipeline.api_errors import ensure_body_size, register_error_handlers
 from kling_pipeline.domain.validation import JsonTooDeep, invalid_input, load_json
 from kling_pipeline.errors import FieldIssue, InvalidJson
 from kling_pipeline.observability import logger, metrics, tracer
-from kling_pipeline.routes import elements, generations, playground, tenant, uploads, usage, webhooks
+from kling_pipeline.routes import (
+    capacity,
+    elements,
+    generations,
+    playground,
+    tenant,
+    uploads,
+    usage,
+    webhooks,
+)
 from kling_pipeline.routes.contract import openapi_document
 from kling_pipeline.services.idempotency import register_lambda_context
 
@@ -53,7 +62,7 @@ app.configure_openapi(
 )
 app.enable_swagger(path="/docs", title=API_TITLE, version=API_VERSION)
 register_error_handlers(app)
-for routes in (tenant, generations, elements, webhooks, uploads, playground, usage):
+for routes in (tenant, generations, elements, webhooks, uploads, playground, usage, capacity):
     app.include_router(routes.router)
 
 

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -441,7 +442,7 @@ def _show(args: argparse.Namespace, generation: Any, *, paths: list[Path] | None
     if generation.progress is not None:
         lines.append(f"  progress   {generation.progress}%")
     if generation.queue_position is not None:
-        lines.append(f"  queue      position {generation.queue_position}")
+        lines.append(f"  queue      {_place_in_line(generation)}")
     if generation.estimated_cost and generation.estimated_cost.usd is not None:
         lines.append(f"  estimated  ${generation.estimated_cost.usd}")
     if generation.actual_cost and generation.actual_cost.usd is not None:
@@ -491,8 +492,19 @@ def _describe(generation: Any) -> str:
     if generation.progress is not None:
         parts.append(f"{generation.progress}%")
     if generation.queue_position is not None:
-        parts.append(f"queue position {generation.queue_position}")
+        parts.append(_place_in_line(generation))
     return " ".join(parts)
+
+
+def _place_in_line(generation: Any) -> str:
+    """`position 3, estimated start 12:04:31 UTC (in ~2 min)` for a queued generation."""
+    text = f"position {generation.queue_position}"
+    start = generation.estimated_start_at
+    if start is None:
+        return text
+    wait_s = max(0.0, start.timestamp() - time.time())
+    wait = f"{round(wait_s)} s" if wait_s < 90 else f"{round(wait_s / 60)} min"
+    return f"{text}, estimated start {start.astimezone(UTC):%H:%M:%S} UTC (in ~{wait})"
 
 
 @contextmanager
@@ -511,7 +523,7 @@ def _rich_progress() -> Iterator[Callable[[Any], None]]:
         task = bar.add_task("submitted", total=100, queue="")
 
         def report(generation: Any) -> None:
-            queue = f"queue #{generation.queue_position}" if generation.queue_position is not None else ""
+            queue = _place_in_line(generation) if generation.queue_position is not None else ""
             done = 100 if generation.status == "succeeded" else generation.progress or 0
             bar.update(task, completed=done, description=f"{generation.id} {generation.status}", queue=queue)
 

@@ -242,6 +242,56 @@ def test_no_failover_when_the_create_may_have_landed(
     assert (evo.call_count, kling.call_count) == (1, 0)  # never re-sent, never sent elsewhere
 
 
+class RecordingAdmission:
+    """The router's `Admission` as services/capacity.py plays it, recording what was taken and given back
+    (the slots themselves are tested in test_slots.py and through the local stack)."""
+
+    def __init__(self) -> None:
+        self.taken: list[str] = []
+        self.given_back: list[tuple[str, str]] = []
+
+    def take(self, provider: Provider) -> Provider | None:
+        self.taken.append(provider.name.value)
+        return provider
+
+    def give_back(self, provider: Provider, error: ProviderError) -> None:
+        self.given_back.append((provider.name.value, error.kind))
+
+
+def test_a_slot_is_given_back_only_when_the_create_provably_made_no_task(mock: respx.MockRouter) -> None:
+    mock.post(EVO_CREATE).mock(return_value=httpx.Response(429, json={"error": {"code": "rate_limit"}}))
+    mock.post(KLING_CREATE).mock(return_value=kling_ok())
+    admission = RecordingAdmission()
+    name, _ = router().submit(
+        req(), callback_url_for=callback_for, external_task_id="gen_1", admission=admission
+    )
+    assert name is P.KLING
+    assert admission.taken == ["evolink", "kling"]
+    assert admission.given_back == [("evolink", "throttled")]  # the refused one; kling's slot stays held
+
+
+def test_an_unconfirmed_create_keeps_its_slot(mock: respx.MockRouter) -> None:
+    mock.post(EVO_CREATE).mock(side_effect=httpx.ReadTimeout("no answer"))
+    kling = mock.post(KLING_CREATE).mock(return_value=kling_ok())
+    admission = RecordingAdmission()
+    with pytest.raises(CreateUnconfirmed):
+        router().submit(req(), callback_url_for=callback_for, external_task_id="gen_1", admission=admission)
+    # The task may exist and run at EvoLink: its slot is not given back, and no other provider is tried.
+    assert (admission.taken, admission.given_back, kling.call_count) == (["evolink"], [], 0)
+
+
+def test_a_provider_without_a_free_slot_is_skipped_and_the_generation_waits(mock: respx.MockRouter) -> None:
+    class Full(RecordingAdmission):
+        def take(self, provider: Provider) -> Provider | None:
+            self.taken.append(provider.name.value)
+            return None
+
+    evo = mock.post(EVO_CREATE).mock(return_value=evo_ok())
+    with pytest.raises(ProviderError) as caught:
+        router(P.EVOLINK).submit(req(), callback_url_for=callback_for, external_task_id="g", admission=Full())
+    assert (caught.value.kind, caught.value.code, evo.call_count) == ("throttled", "no_capacity", 0)
+
+
 def test_fails_over_on_kling_concurrency_limit(mock: respx.MockRouter) -> None:
     kling = mock.post(KLING_CREATE).mock(return_value=kling_error(429, 1303))
     k3 = mock.post(K3_CREATE).mock(return_value=k3_ok())

@@ -8,7 +8,7 @@ def reset_caches() -> None:
     from kling_pipeline import aws, config
     from kling_pipeline.providers import registry
     from kling_pipeline.services import idempotency, webhooks
-    from kling_pipeline.store import budgets, deliveries, elements, generations, media, receipts
+    from kling_pipeline.store import budgets, deliveries, elements, generations, media, queue, receipts, slots
 
     config.reset_settings()
     aws.reset_clients()
@@ -20,6 +20,8 @@ def reset_caches() -> None:
         deliveries.get_delivery_store,
         media.get_media_store,
         receipts.get_callback_receipts,
+        slots.get_slot_store,
+        queue.get_queue_store,
         webhooks.http_client,
         idempotency.persistence_layer,
         idempotency.idempotency_config,

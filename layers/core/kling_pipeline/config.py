@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     local_allow_private_webhooks: bool = False
     local_allow_http_loopback: bool = False
 
+    # Admission control (services/capacity.py): a slot's lease outlives the longest task (unset: the
+    # deadline + 10 min), so only a crashed holder ever loses one; an account refusing a create at its
+    # limit anyway is backed off from ACCOUNT_BACKOFF_S (doubling per refusal, at most 10 min).
+    slot_lease_s: int | None = Field(default=None, ge=1)
+    account_backoff_s: float = Field(default=30.0, gt=0)
+
     # Generations waiting for provider capacity are retried from the submit queue with this backoff.
     submit_retry_base_s: int = Field(default=15, ge=1)
     submit_retry_max_s: int = Field(default=900, ge=1, le=900)

@@ -94,7 +94,8 @@ def failed_ids(response: Any, message_ids: set[str]) -> set[str] | None:
 
 
 class QueueConsumer:
-    """One polling thread for one mapping; stops within one long-poll interval."""
+    """`workers` polling threads for one mapping (Lambda runs several batches of a queue at once; one
+    thread is one concurrent invocation); stops within one long-poll interval."""
 
     def __init__(
         self,
@@ -104,6 +105,7 @@ class QueueConsumer:
         *,
         region: str,
         account_id: str,
+        workers: int = 1,
     ) -> None:
         self.mapping = mapping
         self._registry = registry
@@ -111,22 +113,24 @@ class QueueConsumer:
         self._region = region
         self._account_id = account_id
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run,
-            name=f"sqs-{mapping.function}-{mapping.queue_arn.rsplit(':', 1)[-1]}",
-            daemon=True,
-        )
+        name = f"sqs-{mapping.function}-{mapping.queue_arn.rsplit(':', 1)[-1]}"
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{n}", daemon=True)
+            for n in range(max(1, workers))
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def request_stop(self) -> None:
-        """Ask the thread to finish after its current poll (stop many consumers in parallel)."""
+        """Ask the threads to finish after their current poll (stop many consumers in parallel)."""
         self._stop.set()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
-        self._thread.join(timeout_s)
+        for thread in self._threads:
+            thread.join(timeout_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():

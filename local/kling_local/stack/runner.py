@@ -91,6 +91,7 @@ class LocalStack:
         simulator_port: int = 0,
         simulator_config: SimConfig | None = None,
         simulator_accounts: Sequence[SimAccount] = (),
+        queue_workers: int = 1,
         host: str = "127.0.0.1",
         region: str = "us-east-1",
         stack_name: str = DEFAULT_STACK_NAME,
@@ -104,6 +105,7 @@ class LocalStack:
         self._with_simulator, self._simulator_port = simulator, simulator_port
         self._simulator_config = simulator_config
         self._simulator_accounts = tuple(simulator_accounts)  # several accounts per provider (capacity)
+        self._queue_workers = queue_workers  # concurrent invocations per SQS mapping, as Lambda scales out
         self._region, self._stack_name = region, stack_name
         self._env_overrides = dict(env_overrides or {})
         self._parameter_overrides = dict(parameter_overrides or {})
@@ -270,6 +272,7 @@ class LocalStack:
                 self.client("sqs"),
                 region=self.region,
                 account_id=resolver.context.account_id,
+                workers=self._queue_workers,
             )
             consumer.start()
             self._consumers.append(consumer)

@@ -15,6 +15,8 @@ import pytest
 
 from kling_local.simulator.config import SimConfig
 from kling_local.stack.runner import LocalStack
+from kling_pipeline.providers.registry import get_accounts
+from kling_pipeline.store.slots import get_slot_store
 from tests.integration.waiting import wait_for
 
 KEY_A, KEY_B = "key-a", "key-b"
@@ -32,6 +34,10 @@ def stack() -> Iterator[LocalStack]:
         "TASK_DEADLINE_S": "90",
         "SUBMIT_RETRY_BASE_S": "1",
         "SUBMIT_RETRY_MAX_S": "2",
+        # The simulator's accounts take any number of tasks unless a test limits them; a tight limit of
+        # ours would make tests wait on the slots of others' never-ending tasks.
+        "DEFAULT_ACCOUNT_CONCURRENCY": "50",
+        "ACCOUNT_BACKOFF_S": "1",
     }
     with LocalStack(api_port=0, aws_port=0, simulator=True, simulator_port=0, env_overrides=env) as running:
         yield running
@@ -45,6 +51,10 @@ def sim(stack: LocalStack) -> Iterator[Any]:
     simulator.config = SimConfig(**FAST_PROVIDER)
     yield simulator
     simulator.config = SimConfig(**FAST_PROVIDER)
+    # The simulator's limits are gone again: so is what its throttles taught admission control.
+    for provider, accounts in get_accounts().items():
+        for account in accounts:
+            get_slot_store().forget(provider.value, account.name)
 
 
 def tenant_client(stack: LocalStack, key: str) -> httpx.Client:

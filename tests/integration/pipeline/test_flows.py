@@ -86,7 +86,8 @@ def test_every_mode_succeeds_with_the_exact_bytes_served(
     # When a generation of each mode is requested
     created = api.post("/v1/generations", json={**MODES[case], "provider": provider})
     assert created.status_code == 202, created.text
-    assert created.json()["status"] in {"submitted", "processing"}
+    # (queued when another worker's refill is starting it at that moment: admission control)
+    assert created.json()["status"] in {"queued", "submitted", "processing"}
 
     # Then it succeeds with one stored MP4 whose bytes are exactly the provider's
     done = wait_terminal(api, created.json()["id"])

@@ -54,6 +54,9 @@ class Generation(BaseModel):
     updated_at: datetime
     progress: int | None = None
     request: GenerationRequest
+    # Queued only, computed when served (services/capacity.queue_info): 1 = next to start.
+    queue_position: int | None = None
+    estimated_start_at: datetime | None = None
     estimated_cost: EstimatedCost | None = None
     actual_cost: ActualCost | None = None
     outputs: list[Output] = Field(default_factory=list)
@@ -71,6 +74,7 @@ class Generation(BaseModel):
     unconfirmed_provider: str | None = None
     # What the create reserved of the tenant's monthly budget; settled to the actual cost at the end.
     reserved_usd: Amount = ZERO
+    submitted_at: datetime | None = None  # when the provider accepted the task (observed task times)
 
     def public(self) -> dict[str, Any]:
         """The JSON body users see (tenant and internal bookkeeping left out)."""
@@ -85,6 +89,7 @@ _INTERNAL_FIELDS = {
     "announce_claimed_until",
     "unconfirmed_provider",
     "reserved_usd",
+    "submitted_at",
 }
 
 

@@ -13,6 +13,7 @@ generation and retries later), else `retryable`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -26,6 +27,17 @@ from kling_pipeline.providers.outcome import maybe_created
 logger = Logger(service=SERVICE, child=True)
 
 CallbackUrlFor = Callable[[ProviderName], str | None]
+
+
+class Admission(Protocol):
+    """Admission control (services/capacity.py): a slot on one of a provider's accounts before each
+    create, given back when the create failed."""
+
+    def take(self, provider: Provider) -> Provider | None:
+        """The adapter of an account of `provider` on which a slot is now held; None when all are full."""
+
+    def give_back(self, provider: Provider, error: ProviderError) -> None:
+        """The create on the taken account failed: free the slot (back the account off if it was full)."""
 
 
 class Router:
@@ -58,18 +70,34 @@ class Router:
         *,
         callback_url_for: CallbackUrlFor,
         external_task_id: str,
+        admission: Admission | None = None,
     ) -> tuple[ProviderName, ProviderTask]:
-        """Submit to the first provider that accepts: fail over on retryable/throttled, stop on final."""
+        """Submit to the first provider that accepts: fail over on retryable/throttled, stop on final.
+        With `admission`, a provider none of whose accounts has a free slot is skipped (throttled)."""
         failures: list[ProviderError] = []
         for provider in self.plan(request):
+            target = provider
+            if admission is not None:
+                taken = admission.take(provider)
+                if taken is None:
+                    failures.append(
+                        ProviderError(
+                            provider.name.value, "throttled", "no_capacity", "every account is busy"
+                        )
+                    )
+                    continue
+                target = taken
             try:
-                task = provider.submit(
+                task = target.submit(
                     request, callback_url=callback_url_for(provider.name), external_task_id=external_task_id
                 )
             except ProviderError as exc:
                 if maybe_created(exc):
-                    # A task of ours may exist there: another provider would make a second paid one.
+                    # A task of ours may exist there: another provider would make a second paid one, and
+                    # the account's slot stays taken (the task may run; its lease frees it at the latest).
                     raise CreateUnconfirmed(exc) from exc
+                if admission is not None:
+                    admission.give_back(provider, exc)
                 if exc.kind == "final" and exc.code != "auth":
                     raise
                 logger.warning(

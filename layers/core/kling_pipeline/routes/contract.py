@@ -218,7 +218,14 @@ class GenerationResource(BaseModel):
     mode: Mode
     model: Model
     provider: str | None = None
+    account: str | None = Field(default=None, description="The provider account the task runs on.")
     provider_task_id: str | None = None
+    queue_position: int | None = Field(
+        default=None, description="Queued only: 1 = the next to start when a provider slot frees."
+    )
+    estimated_start_at: datetime | None = Field(
+        default=None, description="Queued only: from observed task times. " + TIME_DESCRIPTION
+    )
     created_at: datetime = Field(description=TIME_DESCRIPTION)
     updated_at: datetime = Field(description=TIME_DESCRIPTION)
     progress: int | None = Field(default=None, description="0-100, as the provider reports it.")

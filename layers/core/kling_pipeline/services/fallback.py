@@ -15,7 +15,7 @@ from kling_pipeline.domain.generation import Generation, utcnow
 from kling_pipeline.errors import ProviderError
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import ProviderName
-from kling_pipeline.services import lifecycle
+from kling_pipeline.services import capacity, lifecycle
 from kling_pipeline.services.download import DownloadFailed, LinkExpired
 from kling_pipeline.services.generations import cancel_at_provider
 from kling_pipeline.services.ingest import IngestBusy, ingest_generation
@@ -34,6 +34,8 @@ def poll_step(state: PollState) -> PollState:
     if state.give_up:
         return give_up(state)
     generation = get_generation_store().get(state.generation_id)
+    if generation is not None and generation.status.is_terminal:
+        capacity.release(generation)  # idempotent: a crash between its final write and the release
     if generation is None or generation.status.is_terminal:
         # Final, but the poller stops only once the outcome is announced (a claim may be a dead one's).
         done = generation is None or lifecycle.announce(generation)
@@ -59,11 +61,17 @@ def poll_step(state: PollState) -> PollState:
         timed_out = lifecycle.fail(
             generation.id, "timeout", "the provider did not finish before the deadline"
         )
-        if timed_out is not None and timed_out.provider and timed_out.provider_task_id:
-            # Stop the task where the provider can (EvoLink): it holds a concurrency slot and may bill.
-            cancel_at_provider(
+        # Stop the task where the provider can (EvoLink): it holds a concurrency slot and may bill.
+        # Elsewhere the task may run on, so its slot stays taken until the lease frees it.
+        if (
+            timed_out is not None
+            and timed_out.provider
+            and timed_out.provider_task_id
+            and cancel_at_provider(
                 ProviderName(timed_out.provider), timed_out.account, timed_out.provider_task_id
             )
+        ):
+            capacity.release(timed_out, task_ended=True)
         return state.model_copy(update={"done": True})
     settings = get_settings()
     # Doubling from the first poll wait (an execution started late begins with a short one).

@@ -44,7 +44,7 @@ from kling_pipeline.providers.registry import (
     get_router,
 )
 from kling_pipeline.providers.router import Router
-from kling_pipeline.services import budgets, lifecycle, unconfirmed
+from kling_pipeline.services import budgets, capacity, lifecycle, unconfirmed
 from kling_pipeline.services.deadlines import check_deadline, first_wait_s, retry_delay_s
 from kling_pipeline.services.elements import element_router
 from kling_pipeline.services.inputs import check_inputs, with_presigned_inputs
@@ -95,13 +95,15 @@ def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = 
         along_with=lambda reservation: get_generation_store().create(generation, along=reservation),
     )
     logger.append_keys(generation_id=generation.id)
-    return submit(generation, router=router)
+    # Into its tenant's line, then start whatever the free slots allow (this one if it is next).
+    return capacity.admit(generation, estimate.chosen.value if estimate.chosen else request.provider, submit)
 
 
 def submit(generation: Generation, *, router: Router | None = None) -> Generation:
     """Hand a queued generation to the cheapest provider that takes it; never fails it for being busy."""
     if generation.submit_attempts > 0 and (adopted := _adopt_existing(generation)) is not None:
         return adopted
+    admission = capacity.AccountSlots(generation)  # a slot on an account before any create
     try:
         chosen = router or _router_for(generation.request, generation.tenant_id)
         if generation.unconfirmed_provider:  # a task of ours may exist there: never anywhere else
@@ -110,8 +112,8 @@ def submit(generation: Generation, *, router: Router | None = None) -> Generatio
             with_presigned_inputs(generation.request),
             callback_url_for=lambda name: callback_url(name, generation.id),
             external_task_id=generation.id,
+            admission=admission,
         )
-        account = get_accounts()[provider][0].name  # the router submits with each provider's first account
     except (NoProviderAvailable, InvalidInput) as exc:  # InvalidInput: an element deleted since create
         return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
     except CreateUnconfirmed as exc:
@@ -122,12 +124,15 @@ def submit(generation: Generation, *, router: Router | None = None) -> Generatio
             estimate=_estimated_cost(chosen.estimate(generation.request), name),
             has_callback=callback_url(name, generation.id) is not None,
             requeue=_queue_for_retry,
+            account=admission.account,  # its slot there stays taken: the task may be running
         )
     except ProviderError as exc:
         if exc.kind == "final":
             return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
         return _queue_for_retry(generation, exc)
     estimate = _estimated_cost(chosen.estimate(generation.request), provider)
+    admission.succeeded()
+    account = admission.account or _first_account(provider)
     return _record_submitted(generation, provider, account, task, estimate=estimate)
 
 
@@ -148,13 +153,16 @@ def _record_submitted(
         account=account,
         provider_task_id=task.task_id,
         progress=0,
+        submitted_at=utcnow(),
         **changes,
     )
     if submitted is None:
         current = _reread(generation)
         if current.status is Status.CANCELED and current.provider_task_id is None:
             # Canceled while we were submitting: stop the paid task where we can, and remember it.
-            cancel_at_provider(provider, account, task.task_id)
+            if cancel_at_provider(provider, account, task.task_id):
+                stopped = current.model_copy(update={"provider": provider.value, "account": account})
+                capacity.release(stopped, task_ended=True)
             store.update(
                 generation.id,
                 lambda g: g.model_copy(
@@ -191,7 +199,8 @@ def _calls_back(provider: ProviderName, generation_id: str) -> bool:
 
 
 def get_generation(tenant_id: str, generation_id: str) -> Generation:
-    return _with_download_urls(get_generation_store().get_for_tenant(tenant_id, generation_id))
+    generation = get_generation_store().get_for_tenant(tenant_id, generation_id)
+    return capacity.queue_info(_with_download_urls(generation))
 
 
 def list_generations(
@@ -225,7 +234,11 @@ def cancel_generation(tenant_id: str, generation_id: str) -> Generation:
             return current
         raise Conflict(f"generation {generation_id} is already {current.status.value}")
     if canceled.provider and canceled.provider_task_id:
-        cancel_at_provider(ProviderName(canceled.provider), canceled.account, canceled.provider_task_id)
+        # The slot stays taken while the provider may still run the task (no cancel): its lease frees it.
+        if cancel_at_provider(ProviderName(canceled.provider), canceled.account, canceled.provider_task_id):
+            capacity.release(canceled, task_ended=True)
+    elif generation.status is Status.QUEUED:
+        capacity.dequeue(canceled)
     messaging.stop_fallback(generation_id)
     metrics.add_metric(name="GenerationCanceled", unit=MetricUnit.Count, value=1)
     lifecycle.announce(canceled)
@@ -279,6 +292,17 @@ def _adopt_existing(generation: Generation) -> Generation | None:
 
 
 def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation:
+    updated = _requeue_later(generation)
+    metrics.add_metric(name="GenerationQueued", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "providers busy; generation stays queued",
+        extra={"generation_id": generation.id, "reason": error.code},
+    )
+    return updated
+
+
+def _requeue_later(generation: Generation) -> Generation:
+    """Count the attempt and look at the queued generation again after a backoff (its timer)."""
     settings = get_settings()
     attempts = generation.submit_attempts + 1
     delay = min(settings.submit_retry_max_s, settings.submit_retry_base_s * 2 ** min(attempts - 1, 10))
@@ -288,20 +312,21 @@ def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation
         lambda g: g.model_copy(update={"submit_attempts": attempts}) if g.status is Status.QUEUED else None,
     )
     messaging.send(settings.submit_queue_url, SubmitMessage(generation_id=generation.id), delay_s=delay)
-    metrics.add_metric(name="GenerationQueued", unit=MetricUnit.Count, value=1)
-    logger.info(
-        "providers busy; generation stays queued",
-        extra={"generation_id": generation.id, "reason": error.code, "retry_in_s": delay},
-    )
     return updated or _reread(generation)
 
 
-def cancel_at_provider(provider: ProviderName, account: str | None, task_id: str) -> None:
-    """Stop a paid task where the provider can (EvoLink); best effort, never raises."""
+def cancel_at_provider(provider: ProviderName, account: str | None, task_id: str) -> bool:
+    """Stop a paid task where the provider can (EvoLink); best effort, never raises. True when the
+    provider stopped it (its account's slot is free again)."""
     try:
-        account_adapter(provider, account).cancel(task_id)
+        return account_adapter(provider, account).cancel(task_id)
     except (ProviderError, LookupError) as exc:
         logger.warning("provider-side cancel failed", extra={"task_id": task_id, "reason": str(exc)})
+        return False
+
+
+def _first_account(provider: ProviderName) -> str:
+    return get_accounts()[provider][0].name
 
 
 def _estimated_cost(estimate: Estimate, provider: str | None) -> EstimatedCost | None:

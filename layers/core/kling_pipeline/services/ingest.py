@@ -19,7 +19,7 @@ from kling_pipeline.messages import IngestMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.providers.base import Provider, ProviderName, ProviderTask
 from kling_pipeline.providers.registry import account_adapter, get_ledger
-from kling_pipeline.services import budgets, lifecycle, unconfirmed
+from kling_pipeline.services import budgets, capacity, lifecycle, unconfirmed
 from kling_pipeline.services.download import LinkExpired, open_download
 from kling_pipeline.store.generations import IngestClaim, get_generation_store
 from kling_pipeline.store.media import MediaStore, StoredVideo, get_media_store
@@ -85,6 +85,7 @@ def ingest_generation(generation: Generation, *, leased: bool = False) -> Genera
         _record_canceled_cost(generation)
         return generation
     if generation.status.is_terminal:
+        capacity.release(generation)  # no-op unless a crash came between the final write and the release
         lifecycle.announce(generation)  # no-op unless a crash came between the write and the event
         return generation
     if generation.provider is None or generation.provider_task_id is None:
@@ -96,6 +97,9 @@ def ingest_generation(generation: Generation, *, leased: bool = False) -> Genera
 def apply_task(generation: Generation, task: ProviderTask, *, leased: bool = False) -> Generation | None:
     """Record what the provider says; the status only ever moves forward."""
     store = get_generation_store()
+    if task.status.is_terminal:
+        # The account's slot is free now (the download does not need it); best effort, never in the way.
+        capacity.release(generation, task_ended=True)
     if task.status is Status.FAILED:
         error = task.error
         return lifecycle.fail(
@@ -196,6 +200,7 @@ def _record_canceled_cost(generation: Generation) -> None:
         return
     task = _provider(generation).query(generation.provider_task_id)
     if task.status.is_terminal:
+        capacity.release(generation, task_ended=True)  # the provider could not stop it: free only now
         _record_late_cost(generation.id, _cost(generation, task))
 
 

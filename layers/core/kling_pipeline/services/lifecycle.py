@@ -26,7 +26,7 @@ from kling_pipeline.domain.money import ZERO, ActualCost
 from kling_pipeline.domain.status import Status
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
-from kling_pipeline.services import budgets, webhooks
+from kling_pipeline.services import budgets, capacity, webhooks
 from kling_pipeline.store.documents import AlongRefused
 from kling_pipeline.store.generations import get_generation_store
 
@@ -57,6 +57,7 @@ def succeed(generation_id: str, outputs: list[Output], actual_cost: ActualCost) 
         metrics.add_metric(name="GenerationCostUsd", unit=MetricUnit.NoUnit, value=float(actual_cost.usd))
         latency = (utcnow() - generation.created_at).total_seconds()
         metrics.add_metric(name="RequestToStoredSeconds", unit=MetricUnit.Seconds, value=latency)
+        capacity.finished(generation)  # best effort: its slot, its task time
         _publish(generation, settled=settled)
     else:
         _announce_if_final(generation_id, own_claim=claim)
@@ -84,6 +85,7 @@ def fail(
     if generation is not None:
         metrics.add_metric(name="GenerationFailed", unit=MetricUnit.Count, value=1)
         logger.info("generation failed", extra={"generation_id": generation_id, "code": code})
+        capacity.finished(generation)  # best effort: its slot, its task time
         _publish(generation, settled=settled)
     else:
         _announce_if_final(generation_id, own_claim=claim)

@@ -9,12 +9,15 @@ idempotent by name) or the generation is final."""
 
 from __future__ import annotations
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from kling_pipeline import messaging
 from kling_pipeline.config import get_settings
-from kling_pipeline.domain.generation import utcnow
+from kling_pipeline.domain.generation import Generation, utcnow
 from kling_pipeline.domain.status import Status
 from kling_pipeline.messages import SubmitMessage
-from kling_pipeline.services import lifecycle
+from kling_pipeline.observability import metrics
+from kling_pipeline.services import capacity, lifecycle
 from kling_pipeline.services.generations import submit
 from kling_pipeline.store.generations import get_generation_store
 
@@ -22,13 +25,20 @@ __all__ = ["SubmitMessage", "retry_submission"]
 
 
 def retry_submission(message: SubmitMessage) -> None:
-    """Submit again while queued (unless past the deadline); otherwise make sure what the creating process
-    may not have finished is done: a terminal generation is announced, and one still running by now (its
-    callback is late or lost) gets the fallback, polling at what is left of the first poll wait."""
+    """A queued generation goes (back) into its tenant's line and the free slots are refilled (unless it is
+    past the deadline); otherwise make sure what the creating process may not have finished is done: a
+    terminal generation is announced (and its slot freed), and one still running by now (its callback is
+    late or lost) gets the fallback, polling at what is left of the first poll wait. `REFILL` (a finished
+    task's nudge, or a backoff's end) only refills."""
+    if message.generation_id == capacity.REFILL:
+        capacity.refill(start=submit)
+        return
     generation = get_generation_store().get(message.generation_id)
     if generation is None:
         return
     if generation.status.is_terminal:
+        # A crash may have come between the final write and the release: free its slot (and refill).
+        capacity.release(generation)
         if not lifecycle.announce(generation):
             raise lifecycle.AnnouncementPending(generation.id)  # the message comes back to look again
         return
@@ -38,6 +48,25 @@ def retry_submission(message: SubmitMessage) -> None:
         messaging.start_fallback(generation.id, first_wait_s=first_wait)
         return
     if generation.deadline_at is not None and utcnow() >= generation.deadline_at:
+        capacity.dequeue(generation)
         lifecycle.fail(generation.id, "timeout", "no provider had capacity before the deadline")
         return
-    submit(generation.model_copy(update={"submit_attempts": max(1, generation.submit_attempts)}))
+    if capacity.holds_slot(generation):
+        # A create that crashed after taking its slot: finish it (adopting a task it may have created).
+        submit(generation.model_copy(update={"submit_attempts": max(1, generation.submit_attempts)}))
+        return
+    capacity.enqueue(generation, generation.estimated_cost.provider if generation.estimated_cost else None)
+    capacity.try_refill(start=submit)  # its own timer below must be armed whatever the refill met
+    current = get_generation_store().get(generation.id)
+    if current is not None and current.status is Status.QUEUED:
+        _look_again_later(current)
+
+
+def _look_again_later(generation: Generation) -> None:
+    """A waiting generation's own timer, a backstop for lost nudges: after half its age so far (within
+    the submit retry bounds), so a long queue costs a few messages per generation, not one per second."""
+    settings = get_settings()
+    age = (utcnow() - generation.created_at).total_seconds()
+    metrics.add_metric(name="OldestQueuedSeconds", unit=MetricUnit.Seconds, value=age)  # the queue alarm
+    delay = int(min(settings.submit_retry_max_s, max(settings.submit_retry_base_s, age / 2)))
+    messaging.send(settings.submit_queue_url, SubmitMessage(generation_id=generation.id), delay_s=delay)

@@ -49,8 +49,13 @@ def hold(
     estimate: EstimatedCost | None,
     has_callback: bool,
     requeue: Requeue,
+    account: str | None = None,
 ) -> Generation:
-    """Keep the generation with the provider that may have its task; never send it anywhere else."""
+    """Keep the generation with the provider that may have its task; never send it anywhere else.
+
+    `account`: where the create went. It is recorded, and the slot taken there stays taken (the task may
+    be running): a lookup asks that account, a retry takes the same slot, and its lease frees it at the
+    latest (services/capacity.py)."""
     provider = ProviderName(error.provider)
     how = strategy(provider, has_callback=has_callback)
     metrics.add_metric(name="CreateUnconfirmed", unit=MetricUnit.Count, value=1)
@@ -63,7 +68,13 @@ def hold(
         pinned = store.update(
             generation.id,
             lambda g: (
-                g.model_copy(update={"unconfirmed_provider": provider.value, "estimated_cost": estimate})
+                g.model_copy(
+                    update={
+                        "unconfirmed_provider": provider.value,
+                        "account": account or g.account,
+                        "estimated_cost": estimate,
+                    }
+                )
                 if g.status is Status.QUEUED
                 else None
             ),
@@ -74,6 +85,7 @@ def hold(
             generation.id,
             Status.SUBMITTED,
             provider=provider.value,
+            account=account,
             unconfirmed_provider=provider.value,
             estimated_cost=estimate,
         )
@@ -85,7 +97,9 @@ def hold(
         f"{provider.value} did not confirm the create and offers no way to find the task; "
         "not sent elsewhere so it is never paid twice"
     )
-    store.update(generation.id, lambda g: g.model_copy(update={"estimated_cost": estimate}))
+    store.update(
+        generation.id, lambda g: g.model_copy(update={"estimated_cost": estimate, "account": account})
+    )
     charged = get_ledger().assumed_charged(provider, estimate)
     failed = lifecycle.fail(generation.id, "create_unconfirmed", message, actual_cost=charged)
     return failed or store.get(generation.id) or generation
