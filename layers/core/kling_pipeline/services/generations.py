@@ -292,17 +292,6 @@ def _adopt_existing(generation: Generation) -> Generation | None:
 
 
 def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation:
-    updated = _requeue_later(generation)
-    metrics.add_metric(name="GenerationQueued", unit=MetricUnit.Count, value=1)
-    logger.info(
-        "providers busy; generation stays queued",
-        extra={"generation_id": generation.id, "reason": error.code},
-    )
-    return updated
-
-
-def _requeue_later(generation: Generation) -> Generation:
-    """Count the attempt and look at the queued generation again after a backoff (its timer)."""
     settings = get_settings()
     attempts = generation.submit_attempts + 1
     delay = min(settings.submit_retry_max_s, settings.submit_retry_base_s * 2 ** min(attempts - 1, 10))
@@ -312,6 +301,11 @@ def _requeue_later(generation: Generation) -> Generation:
         lambda g: g.model_copy(update={"submit_attempts": attempts}) if g.status is Status.QUEUED else None,
     )
     messaging.send(settings.submit_queue_url, SubmitMessage(generation_id=generation.id), delay_s=delay)
+    metrics.add_metric(name="GenerationQueued", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "providers busy; generation stays queued",
+        extra={"generation_id": generation.id, "reason": error.code, "retry_in_s": delay},
+    )
     return updated or _reread(generation)
 
 
