@@ -8,7 +8,17 @@ def reset_caches() -> None:
     from kling_pipeline import aws, config
     from kling_pipeline.providers import registry
     from kling_pipeline.services import idempotency, webhooks
-    from kling_pipeline.store import budgets, deliveries, elements, generations, media, queue, receipts, slots
+    from kling_pipeline.store import (
+        budgets,
+        deliveries,
+        elements,
+        generations,
+        media,
+        queue,
+        receipts,
+        request_keys,
+        slots,
+    )
 
     config.reset_settings()
     aws.reset_clients()
@@ -22,6 +32,7 @@ def reset_caches() -> None:
         receipts.get_callback_receipts,
         slots.get_slot_store,
         queue.get_queue_store,
+        request_keys.get_request_keys,
         webhooks.http_client,
         idempotency.persistence_layer,
         idempotency.idempotency_config,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
@@ -20,12 +21,24 @@ READY_TIMEOUT_S = 60.0
 
 
 class ChildProcess:
-    """A Python child that reports readiness as its first JSON stdout line; stderr is kept (last lines)."""
+    """A Python child that reports readiness as its first JSON stdout line; stderr is kept (last lines).
 
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, name: str = "child") -> None:
+    With `log_path`, everything the child writes (both streams: the handlers log to stdout) is appended
+    there too, so a run that leaves a generation unsettled can be read back afterwards.
+    """
+
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        name: str = "child",
+        log_path: Path | None = None,
+    ) -> None:
         self._args = [sys.executable, *args]
         self._env = {**os.environ, **(env or {})}
         self.name = name
+        self._log = log_path.open("a", buffering=1) if log_path else None
         self.process: subprocess.Popen[str] | None = None
         self.ready: dict[str, Any] = {}
         self.stderr_tail: deque[str] = deque(maxlen=200)
@@ -46,6 +59,7 @@ class ChildProcess:
         def read_ready() -> None:
             assert self.process is not None and self.process.stdout is not None
             for line in self.process.stdout:
+                self._write_log(line)
                 if line.startswith("{") and not found.is_set():
                     try:
                         self.ready = json.loads(line)
@@ -63,6 +77,11 @@ class ChildProcess:
     def _drain(self, stream: IO[str]) -> None:
         for line in stream:
             self.stderr_tail.append(line)
+            self._write_log(line)
+
+    def _write_log(self, line: str) -> None:
+        if self._log is not None:
+            self._log.write(line)
 
     @property
     def alive(self) -> bool:
@@ -100,8 +119,10 @@ class ChildProcess:
 class AwsEndpointProcess(ChildProcess):
     """`kling-pipeline aws` on a free port: the durable AWS state of a run."""
 
-    def __init__(self, port: int = 0) -> None:
-        super().__init__(["-m", "kling_local.cli", "aws", "--port", str(port)], name="aws endpoint")
+    def __init__(self, port: int = 0, log_path: Path | None = None) -> None:
+        super().__init__(
+            ["-m", "kling_local.cli", "aws", "--port", str(port)], name="aws endpoint", log_path=log_path
+        )
 
     @property
     def url(self) -> str:

@@ -274,7 +274,9 @@ class ChaosRun:
 
     def _start_stack(self) -> None:
         child = ChildProcess(
-            ["-m", "kling_local.chaos.stack_child", self._stack_config()], name="local stack"
+            ["-m", "kling_local.chaos.stack_child", self._stack_config()],
+            name="local stack",
+            log_path=self.workdir / "stack.log",
         ).start()
         with self._stack_lock:
             self._stack = child
@@ -392,7 +394,7 @@ class ChaosRun:
         self.sim = SimulatorServer(config=SimConfig(generation_time_s=2.0, seed=config.seed)).start()
         self.webhooks = WebhookReceiver(config.seed)
         try:
-            with AwsEndpointProcess() as endpoint:
+            with AwsEndpointProcess(log_path=self.workdir / "aws.log") as endpoint:
                 self._endpoint = endpoint
                 self.proxy = FaultProxy(endpoint.url, FaultPlan(seed=config.seed, rate=0.0)).start()
                 self._start_stack()
@@ -607,6 +609,9 @@ class Accounting:
         must_be_zero = {
             "client_gave_up": outcomes.get("gave_up", 0),
             "valid_creates_refused": outcomes.get("refused", 0),
+            # Every client request retries with its Idempotency-Key until answered: a generation no answer
+            # named is a second one made for a request (a crashed create run again; store.request_keys).
+            "generations_no_answer_named": len(unacknowledged),
             "stuck_not_final": len(stuck),
             "paid_tasks_not_exactly_one": len(paid_violations),
             "paid_tasks_unattributed": unattributed,

@@ -79,8 +79,8 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _create(body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
-    return create_generation(body, tenant_id=tenant_id, source="api").public()
+def _create(body: dict[str, Any], tenant_id: str, key: str | None) -> dict[str, Any]:
+    return create_generation(body, tenant_id=tenant_id, source="api", request_key=key).public()
 
 
 @router.post(

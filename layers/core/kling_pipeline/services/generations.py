@@ -51,6 +51,7 @@ from kling_pipeline.services.inputs import check_inputs, with_presigned_inputs
 from kling_pipeline.services.tokens import callback_token
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.media import get_media_store
+from kling_pipeline.store.request_keys import get_request_keys
 
 
 def validated_request(body: Mapping[str, Any], *, tenant_id: str) -> GenerationRequest:
@@ -59,14 +60,28 @@ def validated_request(body: Mapping[str, Any], *, tenant_id: str) -> GenerationR
     return check_inputs(request, tenant_id=tenant_id)
 
 
-def create_generation(body: Mapping[str, Any], *, tenant_id: str, source: str = "api") -> Generation:
+def create_generation(
+    body: Mapping[str, Any], *, tenant_id: str, source: str = "api", request_key: str | None = None
+) -> Generation:
+    """`request_key` (the client's `Idempotency-Key`) makes a create run again after a crash continue the
+    generation the crashed run started instead of making a second one (store.request_keys)."""
     request = validated_request(body, tenant_id=tenant_id)
     router = _router_for(request, tenant_id)  # once: resolving elements reads each of them
     estimate = _quote(router, request)
     now = utcnow()
+    generation_id = new_generation_id()
+    if request_key is not None:
+        claimed = get_request_keys().claim(tenant_id, request_key, generation_id, now=now)
+        if claimed != generation_id and (earlier := get_generation_store().get(claimed)) is not None:
+            # Written by the crashed run, whose safety net finishes what it left (submit, announce).
+            logger.info(
+                "continuing the generation of a create that did not finish", extra={"generation_id": claimed}
+            )
+            return earlier
+        generation_id = claimed  # the crashed run died before writing it: write it under the claimed id
     estimated_cost = _estimated_cost(estimate, request.provider or estimate.chosen)
     generation = Generation(
-        id=new_generation_id(),
+        id=generation_id,
         tenant_id=tenant_id,
         status=Status.QUEUED,
         mode=request.mode,

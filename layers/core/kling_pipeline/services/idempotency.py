@@ -28,12 +28,14 @@ from pydantic import BaseModel
 
 from kling_pipeline.config import get_settings
 from kling_pipeline.errors import Conflict, InvalidInput
+from kling_pipeline.store.request_keys import REQUEST_KEY_WINDOW
 
-IDEMPOTENCY_WINDOW_S = 24 * 3600
+IDEMPOTENCY_WINDOW_S = int(REQUEST_KEY_WINDOW.total_seconds())
 IN_FLIGHT_WAIT_S = 20.0
 MAX_KEY_LENGTH = 255
 
-Operation = Callable[[dict[str, Any], str], dict[str, Any]]
+# (body, tenant_id, Idempotency-Key or None) -> the answer's body
+Operation = Callable[[dict[str, Any], str, str | None], dict[str, Any]]
 
 # Set by the wrapped operation when it actually runs; still False afterwards means Powertools answered
 # from the stored record (a replay). A ContextVar, because the local stack runs handlers on threads.
@@ -83,7 +85,7 @@ def idempotent(operation: Operation) -> Callable[..., dict[str, Any]]:
     )
     def run(call: IdempotentCall) -> dict[str, Any]:
         _ran.set(True)
-        return operation(call.body, call.tenant_id)
+        return operation(call.body, call.tenant_id, call.key)
 
     return run  # type: ignore[no-any-return]
 
@@ -94,7 +96,7 @@ def run_once(
     """`operation(body, tenant_id)`, exactly once per (tenant, key) when a key is given; `replayed` says
     the answer is the stored one (the API then sends `Idempotent-Replayed: true`)."""
     if key is None:
-        return Once(operation(body, tenant_id), replayed=False)
+        return Once(operation(body, tenant_id, None), replayed=False)
     if not key.strip() or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput.for_field("Idempotency-Key", f"must be 1-{MAX_KEY_LENGTH} characters")
     call = IdempotentCall(operation=name, tenant_id=tenant_id, key=key, body=body)
