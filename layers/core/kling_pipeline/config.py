@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     task_deadline_s: int = Field(default=7200, ge=1)
     # How long an ingest holds its generation; a crashed holder blocks re-ingest for this long.
     ingest_lease_s: int = Field(default=900, ge=1)
+    # How long one submit may take (failover across every provider); a create's safety net and the submit
+    # queue's retries leave a queued generation to its submitter for this long (a crash: until it passes).
+    submit_lease_s: int = Field(default=120, ge=1)
     # How long a claimed announcement is left to its publisher (an EventBridge PutEvents plus an SQS send).
     announce_claim_s: int = Field(default=60, ge=1)
 

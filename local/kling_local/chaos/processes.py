@@ -39,6 +39,8 @@ class ChildProcess:
         self._env = {**os.environ, **(env or {})}
         self.name = name
         self._log = log_path.open("a", buffering=1) if log_path else None
+        if log_path:
+            self._env["PYTHONUNBUFFERED"] = "1"  # what a SIGKILLed child logged is kept, up to its end
         self.process: subprocess.Popen[str] | None = None
         self.ready: dict[str, Any] = {}
         self.stderr_tail: deque[str] = deque(maxlen=200)

@@ -259,6 +259,7 @@ class ChaosRun:
             # Time is compressed like every other knob: a crashed ingest's lease runs out in seconds.
             "INGEST_LEASE_S": "5",
             "ANNOUNCE_CLAIM_S": "5",
+            "SUBMIT_LEASE_S": "30",
         }
         return StackChildConfig(
             aws_endpoint_url=self._endpoint.url,
@@ -577,8 +578,9 @@ class Accounting:
 
         hooks = _webhook_accounting(run.webhooks.messages, final)
         events_so_far = _event_accounting(run.events, final)
-        suspects = sorted(set(events_so_far["missing"]) | set(hooks["missing"]))
+        suspects = sorted(set(events_so_far["missing"]) | set(hooks["missing"]) | set(stuck))
         raw_items = _raw_items(run.aws("dynamodb"), suspects)
+        fallbacks = _fallback_histories(run.aws("stepfunctions"), stuck)
         events = _event_accounting(run.events, final)
         dlq = _dlq_contents(run.aws("sqs"))
 
@@ -666,7 +668,8 @@ class Accounting:
             ),
             "webhook_body_samples": hooks["samples"],
             "unacknowledged": unacknowledged,
-            "raw_items_of_unannounced": raw_items,
+            "raw_items_of_unannounced_or_stuck": raw_items,
+            "fallback_executions_of_stuck": fallbacks,
         }
         return cls(counts=counts, must_be_zero=must_be_zero, details=details, config=record.config)
 
@@ -815,6 +818,24 @@ def _raw_items(dynamodb: Any, generation_ids: list[str]) -> dict[str, Any]:
                 for gid in generation_ids:
                     if gid in text:
                         found.setdefault(gid, []).append(text[:3000])
+    return found
+
+
+def _fallback_histories(stepfunctions: Any, generation_ids: list[str]) -> dict[str, Any]:
+    """Each stuck generation's fallback execution (named by the generation): its status and last events."""
+    found: dict[str, Any] = {}
+    for machine in stepfunctions.list_state_machines()["stateMachines"]:
+        arn = machine["stateMachineArn"]
+        for gid in generation_ids:
+            execution = arn.replace(":stateMachine:", ":execution:") + f":{gid}"
+            try:
+                status = stepfunctions.describe_execution(executionArn=execution)["status"]
+                events = stepfunctions.get_execution_history(executionArn=execution, reverseOrder=True)
+            except stepfunctions.exceptions.ExecutionDoesNotExist:
+                found[gid] = "no execution"
+                continue
+            tail = [{k: v for k, v in e.items() if k != "timestamp"} for e in events["events"][:8]]
+            found[gid] = {"status": status, "last_events": json.dumps(tail, default=str)[:3000]}
     return found
 
 

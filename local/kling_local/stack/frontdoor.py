@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -65,11 +64,6 @@ class FrontDoor:
         self._gateways: dict[str, GatewayResponses] = {}
         self._busiest_api: str | None = None
         self._registry: FunctionRegistry | None = None
-        # One invocation per function at a time, as one Lambda execution environment runs them: the API
-        # handler keeps per-request state in module globals (Powertools' router keeps the current event in
-        # a class attribute), so two requests on two threads of this process would read each other's body
-        # (found by the chaos run: a retried create saw another request's body and answered 409).
-        self._environments: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
     def configure(
         self,
@@ -104,8 +98,8 @@ class FrontDoor:
 
     def _invoke(self, function: str, event: dict[str, Any]) -> Any:
         assert self._registry is not None
-        with self._environments[function]:
-            return self._registry.invoke(function, event)
+        # Concurrent requests run concurrently, each thread an execution environment (stack.per_thread).
+        return self._registry.invoke(function, event)
 
     def _find(self, method: str, path: str) -> tuple[Route, dict[str, str]] | str | None:
         """The route and its path parameters; else the API of a path matched with another method."""

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kling_local.stack import per_thread
 from kling_local.stack.intrinsics import Resolver, to_text
 from kling_local.stack.template import SERVERLESS_FUNCTION, Template
 
@@ -158,6 +159,7 @@ class FunctionRegistry:
         self._by_name = {spec.name: spec for spec in self.specs.values()}
         self._handlers: dict[str, Handler] = {}
         self._import_lock = threading.Lock()
+        per_thread.install()  # one invocation's request state per thread, as one Lambda environment has
 
     def find(self, ref: str) -> FunctionSpec | None:
         """A function by logical id, name, ARN or qualified ARN (`...:function:name:$LATEST`)."""

@@ -69,6 +69,9 @@ class Generation(BaseModel):
     announced: bool = False
     # Who is publishing the terminal event right now: others leave it alone until this passes (a crash).
     announce_claimed_until: datetime | None = None
+    # Who is handing the queued generation to a provider right now (the create itself, then the submit
+    # queue's retries): nobody else submits it until this passes, so two submits never pay twice.
+    submit_lease_until: datetime | None = None
     # A create went to this provider and its answer was lost: a task of ours may exist there, so the
     # generation never goes to another provider (docs/providers.md "Lost create answers").
     unconfirmed_provider: str | None = None
@@ -87,6 +90,7 @@ _INTERNAL_FIELDS = {
     "deadline_at",
     "announced",
     "announce_claimed_until",
+    "submit_lease_until",
     "unconfirmed_provider",
     "reserved_usd",
     "submitted_at",

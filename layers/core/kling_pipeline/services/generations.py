@@ -95,6 +95,8 @@ def create_generation(
         metadata=request.metadata,
         source=source,
         deadline_at=now + timedelta(seconds=request.deadline_s or get_settings().task_deadline_s),
+        # This process submits it next; the safety net must not submit it too meanwhile (services.submitter).
+        submit_lease_until=now + timedelta(seconds=get_settings().submit_lease_s),
     )
     # Safety net, sent before the write so no generation can exist without it, due at the first poll time:
     # the submitter then finishes whatever this process could not (submit, announce the outcome) and starts
@@ -169,22 +171,30 @@ def _record_submitted(
         provider_task_id=task.task_id,
         progress=0,
         submitted_at=utcnow(),
+        submit_lease_until=None,
         **changes,
     )
     if submitted is None:
         current = _reread(generation)
-        if current.status is Status.CANCELED and current.provider_task_id is None:
-            # Canceled while we were submitting: stop the paid task where we can, and remember it.
-            if cancel_at_provider(provider, account, task.task_id):
-                stopped = current.model_copy(update={"provider": provider.value, "account": account})
-                capacity.release(stopped, task_ended=True)
-            store.update(
-                generation.id,
-                lambda g: g.model_copy(
-                    update={"provider": provider.value, "account": account, "provider_task_id": task.task_id}
-                ),
-            )
-        return current
+        if not _is_own(current, provider, task.task_id):
+            if current.status is Status.CANCELED and current.provider_task_id is None:
+                # Canceled while we were submitting: stop the paid task where we can, and remember it.
+                if cancel_at_provider(provider, account, task.task_id):
+                    stopped = current.model_copy(update={"provider": provider.value, "account": account})
+                    capacity.release(stopped, task_ended=True)
+                store.update(
+                    generation.id,
+                    lambda g: g.model_copy(
+                        update={
+                            "provider": provider.value,
+                            "account": account,
+                            "provider_task_id": task.task_id,
+                        }
+                    ),
+                )
+            return current
+        # Our own write, applied with its answer lost and its retry refused: carry on as its writer.
+        submitted = current
     metrics.add_metric(name="GenerationSubmitted", unit=MetricUnit.Count, value=1)
     settings = get_settings()
     if _calls_back(provider, generation.id):
@@ -201,6 +211,14 @@ def _record_submitted(
         logger.exception("fallback not started yet", extra={"generation_id": generation.id})
         metrics.add_metric(name="FallbackStartDeferred", unit=MetricUnit.Count, value=1)
     return submitted
+
+
+def _is_own(current: Generation, provider: ProviderName, task_id: str) -> bool:
+    return (
+        current.status is Status.SUBMITTED
+        and current.provider == provider.value
+        and current.provider_task_id == task_id
+    )
 
 
 def _calls_back(provider: ProviderName, generation_id: str) -> bool:
@@ -313,7 +331,11 @@ def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation
     delay = retry_delay_s(generation, int(delay * random.uniform(0.5, 1.0)) or 1)  # jitter spreads a burst
     updated = get_generation_store().update(
         generation.id,
-        lambda g: g.model_copy(update={"submit_attempts": attempts}) if g.status is Status.QUEUED else None,
+        lambda g: (
+            g.model_copy(update={"submit_attempts": attempts, "submit_lease_until": None})
+            if g.status is Status.QUEUED
+            else None
+        ),
     )
     messaging.send(settings.submit_queue_url, SubmitMessage(generation_id=generation.id), delay_s=delay)
     metrics.add_metric(name="GenerationQueued", unit=MetricUnit.Count, value=1)

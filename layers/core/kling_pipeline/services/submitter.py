@@ -9,6 +9,8 @@ idempotent by name) or the generation is final."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aws_lambda_powertools.metrics import MetricUnit
 
 from kling_pipeline import messaging
@@ -29,11 +31,16 @@ def retry_submission(message: SubmitMessage) -> None:
     past the deadline); otherwise make sure what the creating process may not have finished is done: a
     terminal generation is announced (and its slot freed), and one still running by now (its callback is
     late or lost) gets the fallback, polling at what is left of the first poll wait. `REFILL` (a finished
-    task's nudge, or a backoff's end) only refills."""
+    task's nudge, or a backoff's end) only refills.
+
+    A queued generation is looked at only under its submit lease: the create's own submit may still be
+    running when its safety net comes due (found by the chaos run: both submitted, the safety net's answer
+    lost the race, and nobody watched the generation any more), and so may a redelivered message's."""
     if message.generation_id == capacity.REFILL:
         capacity.refill(start=submit)
         return
-    generation = get_generation_store().get(message.generation_id)
+    store = get_generation_store()
+    generation = store.get(message.generation_id)
     if generation is None:
         return
     if generation.status.is_terminal:
@@ -51,6 +58,15 @@ def retry_submission(message: SubmitMessage) -> None:
         capacity.dequeue(generation)
         lifecycle.fail(generation.id, "timeout", "no provider had capacity before the deadline")
         return
+    leased = store.update(generation.id, _take_submit_lease)
+    if leased is None:
+        current = store.get(generation.id)
+        if current is not None and current.status is Status.QUEUED:
+            _look_again_after_lease(current)
+        elif current is not None:
+            retry_submission(message)  # it moved on meanwhile: look at it as it is now
+        return
+    generation = leased
     if capacity.holds_slot(generation):
         # A create that crashed after taking its slot: finish it (adopting a task it may have created).
         submit(generation.model_copy(update={"submit_attempts": max(1, generation.submit_attempts)}))
@@ -70,3 +86,19 @@ def _look_again_later(generation: Generation) -> None:
     metrics.add_metric(name="OldestQueuedSeconds", unit=MetricUnit.Seconds, value=age)  # the queue alarm
     delay = int(min(settings.submit_retry_max_s, max(settings.submit_retry_base_s, age / 2)))
     messaging.send(settings.submit_queue_url, SubmitMessage(generation_id=generation.id), delay_s=delay)
+
+
+def _take_submit_lease(current: Generation) -> Generation | None:
+    now = utcnow()
+    lease = current.submit_lease_until
+    if current.status is not Status.QUEUED or (lease is not None and lease > now):
+        return None
+    until = now + timedelta(seconds=get_settings().submit_lease_s)
+    return current.model_copy(update={"submit_lease_until": until})
+
+
+def _look_again_after_lease(generation: Generation) -> None:
+    """Another submitter holds the generation (or held it and died): come back when its lease ends."""
+    lease = generation.submit_lease_until or utcnow()
+    delay = max(1, int((lease - utcnow()).total_seconds()) + 1)
+    messaging.send(get_settings().submit_queue_url, SubmitMessage(generation_id=generation.id), delay_s=delay)

@@ -88,11 +88,14 @@ def hold(
             account=account,
             unconfirmed_provider=provider.value,
             estimated_cost=estimate,
+            submit_lease_until=None,
         )
-        if waiting is None:
-            return store.get(generation.id) or generation
-        messaging.start_fallback(generation.id, first_wait_s=first_wait_s(waiting))
-        return waiting
+        # Ours also when the write was applied with its answer lost and its retry refused: watch it then too.
+        current = waiting or store.get(generation.id)
+        if current is None or not _waits_for(current, provider):
+            return current or generation  # moved on (canceled, say): whoever moved it watches it
+        messaging.start_fallback(generation.id, first_wait_s=first_wait_s(current))
+        return current
     message = (
         f"{provider.value} did not confirm the create and offers no way to find the task; "
         "not sent elsewhere so it is never paid twice"
@@ -103,6 +106,14 @@ def hold(
     charged = get_ledger().assumed_charged(provider, estimate)
     failed = lifecycle.fail(generation.id, "create_unconfirmed", message, actual_cost=charged)
     return failed or store.get(generation.id) or generation
+
+
+def _waits_for(current: Generation, provider: ProviderName) -> bool:
+    return (
+        current.status is Status.SUBMITTED
+        and current.unconfirmed_provider == provider.value
+        and current.provider_task_id is None
+    )
 
 
 def adopt(generation: Generation, provider: str, task_id: str) -> Generation | None:
