@@ -113,7 +113,30 @@ def create_generation(
     )
     logger.append_keys(generation_id=generation.id)
     # Into its tenant's line, then start whatever the free slots allow (this one if it is next).
-    return capacity.admit(generation, estimate.chosen.value if estimate.chosen else request.provider, submit)
+    admitted = capacity.admit(
+        generation, estimate.chosen.value if estimate.chosen else request.provider, submit
+    )
+    if admitted.status is Status.QUEUED:
+        release_submit_lease(generation)  # it waits in line: the queue's timers may look at it again
+    return admitted
+
+
+def release_submit_lease(holder: Generation) -> None:
+    """Done handing a generation on while it still waits (in line, or for a retry): the safety net and the
+    queue's timers may look at it again. Best effort: a lease left behind runs out."""
+    held = holder.submit_lease_until
+    if held is None:
+        return
+
+    def release(current: Generation) -> Generation | None:
+        if current.status is not Status.QUEUED or current.submit_lease_until != held:
+            return None  # started, finished, or leased by someone else since
+        return current.model_copy(update={"submit_lease_until": None})
+
+    try:
+        get_generation_store().update(holder.id, release)
+    except Exception:
+        logger.warning("submit lease not released; it runs out", exc_info=True)
 
 
 def submit(generation: Generation, *, router: Router | None = None) -> Generation:

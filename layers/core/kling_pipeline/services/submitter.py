@@ -20,7 +20,7 @@ from kling_pipeline.domain.status import Status
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import metrics
 from kling_pipeline.services import capacity, lifecycle
-from kling_pipeline.services.generations import submit
+from kling_pipeline.services.generations import release_submit_lease, submit
 from kling_pipeline.store.generations import get_generation_store
 
 __all__ = ["SubmitMessage", "retry_submission"]
@@ -75,6 +75,7 @@ def retry_submission(message: SubmitMessage) -> None:
     capacity.try_refill(start=submit)  # its own timer below must be armed whatever the refill met
     current = get_generation_store().get(generation.id)
     if current is not None and current.status is Status.QUEUED:
+        release_submit_lease(leased)
         _look_again_later(current)
 
 
