@@ -1,30 +1,30 @@
-"""Cold import of every handler, from a build laid out as Lambda mounts it, as a ratio to its own floor.
+"""Cold import of every handler, from the `sam build` output as Lambda mounts it, as a ratio to its own floor.
 
-Layout (under `.bench/`, rebuilt each run): the function's code in `function/` (Lambda's /var/task) and the
-layer in `layer/python/` (Lambda's /opt/python): `kling_pipeline` plus `layers/core/requirements.txt`
-pip-installed with `--no-compile`. Two variants of the same files: `source` (no `.pyc` anywhere, and
-none written — Lambda's file system is read-only, so every cold start compiles the layer again) and
-`bytecode` (`compileall` with unchecked-hash `.pyc`, what a build that ships bytecode produces).
+Layout: `make build`'s `.aws-sam/build/`, as built: the function's folder `<Name>Function/` first on
+`sys.path` (Lambda's /var/task), then the layer's `CoreLayer/python/` (Lambda's /opt/python). The build is
+arm64: on another machine its distributions with extension modules (pydantic-core, wrapt) are overlaid by
+this machine's wheels of the same pins (kling_local.lambda_build), for the handler and the floor alike.
+Two variants: `bytecode` (the build itself: it ships unchecked-hash `.pyc`, build/Makefile) and `source`
+(a copy of it under `.bench/source/` without any `.pyc`, none written — Lambda's file system is read-only,
+so a build without bytecode compiles the layer at every cold start).
 
 Each measurement is one fresh interpreter (`python -S`, paths set as Lambda sets them): the CPU time it
 uses from spawn to exit (user + system, from `wait4`; wall time on a shared machine mostly measures the
 neighbours), median of `--runs`:
 - handler: `import app` and build the AWS clients its path uses (they are built on first use, so an
   import alone would hide their cost in the first invocation);
-- floor: the interpreter, `import boto3`, exactly those clients from one session, and `import httpx,
-  pydantic` where the handler uses them — what no handler can go below.
+- floor: the interpreter, `import boto3`, exactly those clients from one session, and `import pydantic`
+  (+ `httpx` where the handler uses it) — what no handler can go below.
 Tracing off (POWERTOOLS_TRACE_DISABLED) is the headline; `tracing_on` re-measures the bytecode variant in
 a Lambda-like environment where Powertools turns X-Ray on, which loads the X-Ray SDK.
-Run: `make bench` (or `.venv/bin/python -m bench.cold_import`).
+Run: `make bench` (it runs `make build` first; or `.venv/bin/python -m bench.cold_import` after it).
 """
 
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
-import py_compile
 import shutil
 import statistics
 import subprocess
@@ -32,10 +32,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kling_local import lambda_build
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 WORK = ROOT / ".bench"
 
+# Each handler's function in the template.
+LOGICAL_IDS = {
+    "api": "ApiFunction",
+    "callback": "CallbackFunction",
+    "ingest": "IngestFunction",
+    "poller": "PollerFunction",
+    "submitter": "SubmitterFunction",
+    "webhooks": "WebhookFunction",
+    "s3_trigger": "S3TriggerFunction",
+    "event_trigger": "EventTriggerFunction",
+}
 # The AWS clients each handler's path builds (kling_pipeline.aws factories) and whether it uses httpx.
 HANDLERS: dict[str, dict[str, Any]] = {
     "api": {"clients": ["generations_table", "sqs", "s3"], "httpx": True},
@@ -66,54 +79,47 @@ ENV = {
 }
 
 
-def build(deps: Path) -> dict[str, Path]:
-    """`.bench/<variant>/` for both variants; the pip-installed dependencies are cached in `deps`."""
-    if not deps.exists():
-        requirements = str(ROOT / "layers/core/requirements.txt")
-        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(deps)]
-        subprocess.run([*pip, "-r", requirements], check=True)
-    roots = {}
-    for variant in ("source", "bytecode"):
-        root = WORK / variant
-        shutil.rmtree(root, ignore_errors=True)
-        python = root / "layer/python"
-        shutil.copytree(deps, python, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "bin"))
-        shutil.copytree(
-            ROOT / "layers/core/kling_pipeline",
-            python / "kling_pipeline",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-        for name in HANDLERS:
-            shutil.copytree(
-                ROOT / "functions" / name,
-                root / "function" / name,
-                ignore=shutil.ignore_patterns("__pycache__"),
-            )
-        if variant == "bytecode":
-            compileall.compile_dir(
-                root,
-                quiet=1,
-                workers=0,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
-        roots[variant] = root
-    return roots
+def build(build_dir: Path) -> dict[str, dict[str, list[Path]]]:
+    """The search path (function folder, extension overlay, layer) of each handler, in both variants."""
+    if not (build_dir / "template.yaml").is_file():
+        raise SystemExit(f"no sam build in {build_dir}: run `make build` first")
+    functions = lambda_build.functions(build_dir)
+    layer = lambda_build.layer_python(build_dir)
+    overlay = lambda_build.install_host_extensions(
+        layer, ROOT / "layers/core/requirements.txt", WORK / "host-extensions"
+    )
+    source = WORK / "source"
+    shutil.rmtree(source, ignore_errors=True)
+    no_bytecode = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(layer, source / "layer", ignore=no_bytecode)
+    if overlay is not None:
+        shutil.copytree(overlay, source / "overlay", ignore=no_bytecode)
+    paths: dict[str, dict[str, list[Path]]] = {"source": {}, "bytecode": {}}
+    for handler, logical_id in LOGICAL_IDS.items():
+        function = build_dir / functions[logical_id]["CodeUri"]
+        shutil.copytree(function, source / logical_id, ignore=no_bytecode)
+        paths["bytecode"][handler] = [function, *([overlay] if overlay else []), layer]
+        paths["source"][handler] = [
+            source / logical_id,
+            *([source / "overlay"] if overlay else []),
+            source / "layer",
+        ]
+    return paths
 
 
-def _code(root: Path, handler: str, *, floor: bool) -> str:
+def _code(search_path: list[Path], handler: str, *, floor: bool) -> str:
+    """The floor sees the same path minus the function folder: the same boto3, pydantic and httpx."""
     spec = HANDLERS[handler]
-    layer = root / "layer/python"
     if floor:
         lines = [
-            f"import sys; sys.path[:0] = [{str(layer)!r}]",
+            f"import sys; sys.path[:0] = {[str(path) for path in search_path[1:]]!r}",
             "import boto3",
             "session = boto3.session.Session()",
         ]
         lines += [_FLOOR_CLIENT[name] for name in spec["clients"]]
         lines.append("import pydantic" + (", httpx" if spec["httpx"] else ""))
     else:
-        function = root / "function" / handler
-        lines = [f"import sys; sys.path[:0] = [{str(function)!r}, {str(layer)!r}]", "import app"]
+        lines = [f"import sys; sys.path[:0] = {[str(path) for path in search_path]!r}", "import app"]
         lines.append("from kling_pipeline import aws")
         lines += [f"aws.{name}()" for name in spec["clients"]]
     return "\n".join(lines)
@@ -130,19 +136,20 @@ def _once(code: str, env: dict[str, str]) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(roots: dict[str, Path], runs: int) -> dict[str, Any]:
+def measure(paths: dict[str, dict[str, list[Path]]], runs: int) -> dict[str, Any]:
     off = {**ENV, "POWERTOOLS_TRACE_DISABLED": "true"}
     results: dict[str, Any] = {}
     for handler in HANDLERS:
         row: dict[str, Any] = {}
-        for variant, root in roots.items():
+        for variant, by_handler in paths.items():
+            search_path = by_handler[handler]
             samples: dict[str, list[float]] = {"handler": [], "floor": [], "tracing_on": []}
-            on = {**ENV, "LAMBDA_TASK_ROOT": str(root / "function" / handler)}
+            on = {**ENV, "LAMBDA_TASK_ROOT": str(search_path[0])}
             for _ in range(runs):  # interleaved, so load on the machine hits both alike
-                samples["floor"].append(_once(_code(root, handler, floor=True), off))
-                samples["handler"].append(_once(_code(root, handler, floor=False), off))
+                samples["floor"].append(_once(_code(search_path, handler, floor=True), off))
+                samples["handler"].append(_once(_code(search_path, handler, floor=False), off))
                 if variant == "bytecode":
-                    samples["tracing_on"].append(_once(_code(root, handler, floor=False), on))
+                    samples["tracing_on"].append(_once(_code(search_path, handler, floor=False), on))
             floor = statistics.median(samples["floor"])
             handler_s = statistics.median(samples["handler"])
             row[variant] = {
@@ -160,14 +167,15 @@ def measure(roots: dict[str, Path], runs: int) -> dict[str, Any]:
 
 
 def main(runs: int) -> dict[str, Any]:
-    roots = build(WORK / "deps")
+    paths = build(ROOT / ".aws-sam" / "build")
     return {
         "benchmark": "cold_import",
+        "layout": ".aws-sam/build (make build): <Name>Function/ then CoreLayer/python/",
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "runs_per_measurement": runs,
         "statistic": "median CPU time (user + system) of a fresh interpreter, spawn to exit",
-        "handlers": measure(roots, runs),
+        "handlers": measure(paths, runs),
     }
 
 

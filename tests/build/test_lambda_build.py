@@ -6,9 +6,8 @@ laid out that way, in a fresh CPython 3.12 that sees no site-packages (`-I -S`),
 environment from the template — so a module missing from the layer, a handler name that does not resolve
 or an import that needs a variable the template does not set fails here, not at the first cold start.
 
-The build is arm64 and this machine may not be: extension modules (`.so`) of the build cannot load on
-x86_64, so for the import only, the same pinned distributions that carry extensions are put in front of
-the layer as wheels for this machine. Everything else, kling_pipeline and its .pyc included, is the build's.
+The build is arm64 and this machine may not be: for the import only, the layer's distributions that carry
+extension modules are put in front of it as wheels for this machine (kling_local.lambda_build).
 """
 
 from __future__ import annotations
@@ -16,15 +15,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import platform
 import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from kling_local.lambda_build import functions as _functions
+from kling_local.lambda_build import install_host_extensions
+from kling_local.lambda_build import layer_python as _layer_python
 from kling_local.stack.intrinsics import Resolver, StackContext
 from kling_local.stack.lambdas import function_specs
 from kling_local.stack.template import Template
@@ -54,23 +54,6 @@ print(json.dumps({"callable": callable(handler), "compiled_from_source": compile
 """
 
 
-def _built_template(build_dir: Path) -> dict[str, Any]:
-    return Template.load(build_dir / "template.yaml").body
-
-
-def _functions(build_dir: Path) -> dict[str, dict[str, Any]]:
-    return {
-        logical_id: resource["Properties"]
-        for logical_id, resource in _built_template(build_dir)["Resources"].items()
-        if resource["Type"] == "AWS::Serverless::Function"
-    }
-
-
-def _layer_python(build_dir: Path) -> Path:
-    layer = _built_template(build_dir)["Resources"]["CoreLayer"]["Properties"]["ContentUri"]
-    return build_dir / layer / "python"
-
-
 def _template_environments() -> dict[str, dict[str, str]]:
     """Each function's variables as CloudFormation would set them (Globals + its own), names made up."""
     template = Template.load(ROOT / "template.yaml")
@@ -81,45 +64,14 @@ def _template_environments() -> dict[str, dict[str, str]]:
     return {spec.logical_id: spec.environment for spec in function_specs(template, resolver)}
 
 
-def _requirement_blocks(requirements: Path) -> dict[str, str]:
-    """`name==version --hash=...` blocks of a uv-exported requirements file, by normalized name."""
-    blocks: dict[str, str] = {}
-    for block in requirements.read_text(encoding="utf-8").replace("\\\n", " ").splitlines():
-        line = block.strip()
-        if line and not line.startswith("#"):
-            blocks[line.split("==", 1)[0].lower().replace("_", "-")] = line
-    return blocks
-
-
-def _distributions_with_extensions(layer_python: Path) -> list[str]:
-    names = []
-    for record in layer_python.glob("*.dist-info/RECORD"):
-        if any(".so" in row.split(",", 1)[0] for row in record.read_text(encoding="utf-8").splitlines()):
-            names.append(
-                record.parent.name.removesuffix(".dist-info").rsplit("-", 1)[0].lower().replace("_", "-")
-            )
-    return sorted(names)
-
-
 @pytest.fixture(scope="module")
 def host_extensions(sam_build: Path, build_scratch: Path) -> Path | None:
     """This machine's wheels of the layer's distributions that carry extension modules (same pins, hashes)."""
-    if platform.machine().lower() in ("aarch64", "arm64"):
-        return None  # the build's own extensions load here
-    layer_python = _layer_python(sam_build)
-    blocks = _requirement_blocks(ROOT / "layers" / "core" / "requirements.txt")
-    wanted = _distributions_with_extensions(layer_python)
-    assert wanted, "no distribution in the layer ships an extension module: pydantic-core should"
-    overlay = build_scratch / "host-extensions"
-    overlay.mkdir()
-    pinned = overlay / "requirements.txt"
-    pinned.write_text("\n".join(blocks[name] for name in wanted) + "\n", encoding="utf-8")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--require-hashes", "--only-binary=:all:", "--target", str(overlay / "site"), "-r", str(pinned)],
-        check=True, timeout=300, capture_output=True,
-    )  # fmt: skip
-    return overlay / "site"
+    return install_host_extensions(
+        _layer_python(sam_build),
+        ROOT / "layers" / "core" / "requirements.txt",
+        build_scratch / "host-extensions",
+    )
 
 
 def test_every_extension_module_in_the_build_is_aarch64(sam_build: Path) -> None:

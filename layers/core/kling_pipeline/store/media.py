@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 PART_SIZE = 8 * 1024 * 1024  # S3's minimum is 5 MiB; 8 MiB keeps part count low for 200 MiB videos
-PARTS_IN_FLIGHT = 3  # parts uploading while the download goes on: ≤ 3 x 8 MiB held, whatever the size
+PARTS_IN_FLIGHT = 3  # parts uploading while the next one fills: 4 x 8 MiB buffers, whatever the size
 
 
 @dataclass(frozen=True)
@@ -52,46 +52,33 @@ class MediaStore:
 
         A video smaller than one part is stored with one PutObject (one request, not three); a larger one
         as a multipart upload started when its first part is full, with up to `PARTS_IN_FLIGHT` parts
-        uploading while the download goes on."""
+        uploading while the download goes on. Chunks are copied into part buffers that are allocated once
+        and reused (`_PartUploads.buffer`): memory is the same few parts for 64 MiB or 2 GiB, and the
+        allocator is never asked for part-sized blocks again (freed and re-requested 8 MiB blocks were
+        what made RSS grow with the video's size)."""
         digest = hashlib.sha256()
         verifier = Mp4StreamVerifier()
-        buffer = bytearray()
-        total = 0
-        metadata = {"source": source[:1024]}
-        upload: _PartUploads | None = None
+        parts = _PartUploads(self._s3, self.bucket, key, {"source": source[:1024]})
+        buffer = parts.buffer()
+        filled = total = 0
         try:
             for chunk in chunks:
                 digest.update(chunk)
                 verifier.feed(chunk)
                 total += len(chunk)
-                buffer += chunk
-                while len(buffer) >= PART_SIZE:
-                    if upload is None:
-                        upload_id = self._s3.create_multipart_upload(
-                            Bucket=self.bucket, Key=key, ContentType="video/mp4", Metadata=metadata
-                        )["UploadId"]
-                        upload = _PartUploads(self._s3, self.bucket, key, upload_id)
-                    # Hand the filled buffer itself to the upload (no copy of the part); only the tail
-                    # past the part boundary (less than one chunk) moves to a new buffer.
-                    part, buffer = buffer, bytearray(buffer[PART_SIZE:])
-                    del part[PART_SIZE:]
-                    upload.add(part)
+                rest = memoryview(chunk)
+                while rest:
+                    take = min(len(rest), PART_SIZE - filled)
+                    buffer[filled : filled + take] = rest[:take]
+                    filled, rest = filled + take, rest[take:]
+                    if filled == PART_SIZE:
+                        parts.add(buffer)  # uploads it as it is; the buffer comes back when it is sent
+                        buffer, filled = parts.buffer(), 0
             summary = verifier.finish()
-            if upload is None:
-                self._s3.put_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    Body=bytes(buffer),
-                    ContentType="video/mp4",
-                    Metadata=metadata,
-                )
-            else:
-                if buffer:
-                    upload.add(buffer)
-                upload.complete()
+            del buffer[filled:]  # the tail, as its own last part (no copy)
+            parts.finish(buffer)
         except BaseException:
-            if upload is not None:
-                upload.abort()
+            parts.abort()
             raise
         return StoredVideo(self.bucket, key, total, digest.hexdigest(), summary)
 
@@ -123,35 +110,67 @@ class MediaStore:
 
 
 class _PartUploads:
-    """The parts of one multipart upload, sent by a few threads while the caller keeps reading: at most
-    `PARTS_IN_FLIGHT` parts are held in memory, so memory stays flat whatever the video's size."""
+    """The parts of one upload, sent by a few threads while the caller keeps reading into the next one.
 
-    def __init__(self, client: S3Client, bucket: str, key: str, upload_id: str) -> None:
-        self._s3, self._bucket, self._key, self._upload_id = client, bucket, key, upload_id
-        self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
-        self._pending: deque[Future[CompletedPartTypeDef]] = deque()
+    At most `PARTS_IN_FLIGHT` parts upload at once and one more is being filled: `buffer()` hands out one
+    of those few `PART_SIZE` buffers, allocated on first need and reused once their part is sent. The
+    multipart upload starts with the first full part; a video that never fills one is one PutObject."""
+
+    def __init__(self, client: S3Client, bucket: str, key: str, metadata: dict[str, str]) -> None:
+        self._s3, self._bucket, self._key, self._metadata = client, bucket, key, metadata
+        self._upload_id: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[tuple[CompletedPartTypeDef, bytearray]]] = deque()
         self._done: list[CompletedPartTypeDef] = []
 
-    def add(self, body: bytes | bytearray) -> None:
-        if len(self._pending) >= PARTS_IN_FLIGHT:
-            self._done.append(self._pending.popleft().result())  # raises the part's failure here
-        number = len(self._done) + len(self._pending) + 1
-        self._pending.append(self._pool.submit(self._upload, number, body))
+    def buffer(self) -> bytearray:
+        """A part buffer to fill: a new one while fewer than all exist, else the oldest part's once it is
+        sent (raising that part's failure here)."""
+        if len(self._pending) < PARTS_IN_FLIGHT:
+            return bytearray(PART_SIZE)
+        done, buffer = self._pending.popleft().result()
+        self._done.append(done)
+        return buffer
 
-    def _upload(self, number: int, body: bytes | bytearray) -> CompletedPartTypeDef:
+    def add(self, buffer: bytearray) -> None:
+        """Upload a full part (the buffer is not touched again until `buffer()` hands it back)."""
+        if self._upload_id is None:
+            self._upload_id = self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key, ContentType="video/mp4", Metadata=self._metadata
+            )["UploadId"]
+            self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        assert self._pool is not None
+        number = len(self._done) + len(self._pending) + 1
+        self._pending.append(self._pool.submit(self._upload, self._upload_id, number, buffer))
+
+    def _upload(
+        self, upload_id: str, number: int, buffer: bytearray
+    ) -> tuple[CompletedPartTypeDef, bytearray]:
         response = self._s3.upload_part(
             Bucket=self._bucket,
             Key=self._key,
-            UploadId=self._upload_id,
+            UploadId=upload_id,
             PartNumber=number,
-            Body=cast(bytes, body),  # botocore sends a bytearray as it is; its stubs only say bytes
+            Body=cast(bytes, buffer),  # botocore sends a bytearray as it is; its stubs only say bytes
         )
-        return {"ETag": response["ETag"], "PartNumber": number}
+        return {"ETag": response["ETag"], "PartNumber": number}, buffer
 
-    def complete(self) -> None:
+    def finish(self, tail: bytearray) -> None:
+        """The last (partial) part, then complete; or the whole video as one PutObject."""
+        if self._upload_id is None:
+            self._s3.put_object(
+                Bucket=self._bucket,
+                Key=self._key,
+                Body=cast(bytes, tail),
+                ContentType="video/mp4",
+                Metadata=self._metadata,
+            )
+            return
+        if tail:
+            self.add(tail)
         while self._pending:
-            self._done.append(self._pending.popleft().result())
-        self._pool.shutdown()
+            self._done.append(self._pending.popleft().result()[0])
+        self._shutdown()
         self._s3.complete_multipart_upload(
             Bucket=self._bucket,
             Key=self._key,
@@ -160,8 +179,13 @@ class _PartUploads:
         )
 
     def abort(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+        self._shutdown(cancel=True)
+        if self._upload_id is not None:
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+
+    def _shutdown(self, *, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
 
 
 class S3RangeReader:
