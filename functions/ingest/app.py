@@ -7,23 +7,21 @@ its own while its neighbours leave the queue.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
-from aws_lambda_powertools.utilities.parser.types import Json
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.messages import SqsRecord
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.services.ingest import IngestMessage, ingest
 
-
-class IngestRecord(SqsRecordModel):
-    body: Json[IngestMessage]
+IngestRecord = SqsRecord[IngestMessage]
 
 
-processor = BatchProcessor(event_type=EventType.SQS, model=IngestRecord)
+# Powertools types `model` as its parser's SqsRecordModel; it only calls `model_validate` on it.
+processor = BatchProcessor(event_type=EventType.SQS, model=cast("type[Any]", IngestRecord))
 
 
 @tracer.capture_method(capture_response=False)

@@ -6,23 +6,21 @@ failing record from failing its neighbours: it is retried on its own, then dead-
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
-from aws_lambda_powertools.utilities.parser.types import Json
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.messages import SqsRecord
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.services.submitter import SubmitMessage, retry_submission
 
-
-class SubmitRecord(SqsRecordModel):
-    body: Json[SubmitMessage]
+SubmitRecord = SqsRecord[SubmitMessage]
 
 
-processor = BatchProcessor(event_type=EventType.SQS, model=SubmitRecord)
+# Powertools types `model` as its parser's SqsRecordModel; it only calls `model_validate` on it.
+processor = BatchProcessor(event_type=EventType.SQS, model=cast("type[Any]", SubmitRecord))
 
 
 @tracer.capture_method(capture_response=False)

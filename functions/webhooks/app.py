@@ -7,23 +7,21 @@ dead-lettered by the queue's redrive policy, never failing its neighbours.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
-from aws_lambda_powertools.utilities.parser.types import Json
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.messages import SqsRecord
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.services.webhooks import DeliveryMessage, deliver
 
-
-class DeliveryRecord(SqsRecordModel):
-    body: Json[DeliveryMessage]
+DeliveryRecord = SqsRecord[DeliveryMessage]
 
 
-processor = BatchProcessor(event_type=EventType.SQS, model=DeliveryRecord)
+# Powertools types `model` as its parser's SqsRecordModel; it only calls `model_validate` on it.
+processor = BatchProcessor(event_type=EventType.SQS, model=cast("type[Any]", DeliveryRecord))
 
 
 @tracer.capture_method(capture_response=False)

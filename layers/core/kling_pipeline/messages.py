@@ -1,9 +1,23 @@
 """The bodies of the pipeline's own queue messages, apart from the services that consume them: a producer
-(the callback handler sends ingest messages) imports these few models, not the consumer's code."""
+(the callback handler sends ingest messages) imports these few models, not the consumer's code.
+
+`SqsRecord[Body]` is what the queue consumers validate each SQS record into (Powertools' BatchProcessor
+takes any pydantic model): the two fields they read. Powertools' own `SqsRecordModel` would import every
+event model of its parser, ~80 ms of each consumer's cold start.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, Json
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+class SqsRecord(BaseModel, Generic[Body]):
+    messageId: str  # SQS's own name: the batch processor reports failures by it
+    body: Json[Body]
 
 
 class IngestMessage(BaseModel):

@@ -13,10 +13,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
 from kling_pipeline.config import get_settings
@@ -58,26 +58,32 @@ def checked_addresses(
     return addresses
 
 
-class _GuardedBackend(httpcore.SyncBackend):
+@cache
+def _guarded_backend() -> type[Any]:
     """httpcore's socket layer, but every TCP connect resolves the name itself, checks the answer and
-    connects to that very address; httpcore still does TLS with the name (SNI, certificate)."""
+    connects to that very address; httpcore still does TLS with the name (SNI, certificate). Built on
+    first use: httpcore (~30 ms of a cold start) is only needed once a guarded client is."""
+    import httpcore
 
-    def __init__(self, allow_private: bool) -> None:
-        self._allow_private = allow_private
+    class GuardedBackend(httpcore.SyncBackend):
+        def __init__(self, allow_private: bool) -> None:
+            self._allow_private = allow_private
 
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        try:
-            address = checked_addresses(host, port, self._allow_private)[0]
-        except UnsafeUrl as exc:
-            raise httpcore.ConnectError(str(exc)) from None
-        return super().connect_tcp(str(address), port, timeout, local_address, socket_options)
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Iterable[Any] | None = None,
+        ) -> httpcore.NetworkStream:
+            try:
+                address = checked_addresses(host, port, self._allow_private)[0]
+            except UnsafeUrl as exc:
+                raise httpcore.ConnectError(str(exc)) from None
+            return super().connect_tcp(str(address), port, timeout, local_address, socket_options)
+
+    return GuardedBackend
 
 
 def guarded_client(
@@ -85,11 +91,13 @@ def guarded_client(
 ) -> httpx.Client:
     """An httpx client for URLs we did not choose: no redirects, no proxy or .netrc from the environment,
     and connections pinned to the checked address (see the module docstring)."""
+    import httpcore
+
     transport = httpx.HTTPTransport(trust_env=False)
     # httpx has no public hook for the socket layer; its pool is rebuilt with ours (same defaults).
     transport._pool = httpcore.ConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
-        network_backend=_GuardedBackend(allow_private),
+        network_backend=_guarded_backend()(allow_private),
     )
     return httpx.Client(
         transport=transport, timeout=timeout, follow_redirects=False, trust_env=False, headers=headers

@@ -44,7 +44,6 @@ from kling_pipeline.services import lifecycle
 from kling_pipeline.services.webhook_signing import signature_headers, tenant_secret
 from kling_pipeline.store.deliveries import DeliveryAttempt, Outcome, get_delivery_store
 from kling_pipeline.store.generations import get_generation_store
-from kling_pipeline.store.media import get_media_store
 
 EventType = Literal["generation.succeeded", "generation.failed", "generation.canceled"]
 
@@ -96,6 +95,8 @@ def secret_for_tenant(tenant_id: str) -> str:
 
 
 def webhook_payload(generation: Generation, occurred_at: datetime) -> dict[str, Any]:
+    from kling_pipeline.store.media import get_media_store  # the MP4 readers behind it: on first use
+
     media = get_media_store()
     ttl = get_settings().presign_ttl_s
     data = lifecycle.event_detail(generation)
