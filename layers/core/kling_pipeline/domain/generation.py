@@ -78,6 +78,7 @@ class Generation(BaseModel):
     # What the create reserved of the tenant's monthly budget; settled to the actual cost at the end.
     reserved_usd: Amount = ZERO
     submitted_at: datetime | None = None  # when the provider accepted the task (observed task times)
+    slot: int | None = None  # which of its account's slots the task holds: freed in one write, no lookup
 
     def public(self) -> dict[str, Any]:
         """The JSON body users see (tenant and internal bookkeeping left out)."""
@@ -94,6 +95,7 @@ _INTERNAL_FIELDS = {
     "unconfirmed_provider",
     "reserved_usd",
     "submitted_at",
+    "slot",
 }
 
 

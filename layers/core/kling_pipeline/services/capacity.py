@@ -19,6 +19,7 @@ Nothing here imports services/generations.py: `refill` is handed the function th
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import datetime, timedelta
@@ -47,6 +48,7 @@ _DEFAULT_TASK_S = 120.0  # task time assumed before any has been observed
 _NAMESPACE, _NAMESPACE_DIMENSIONS = "KlingPipeline", {"service": SERVICE}
 
 Start = Callable[[Generation], Generation]
+Views = dict[tuple[str, str], AccountView]  # every account's slots by (provider, account)
 # Slot views a running refill has just read, offered to the creates it makes (a stale view is safe: the
 # conditional put refuses a slot someone else took since).
 _VIEWS: ContextVar[dict[tuple[str, str], AccountView] | None] = ContextVar("capacity_views", default=None)
@@ -70,6 +72,10 @@ class AccountSlots:
     @property
     def account(self) -> str | None:
         return None if self.granted is None else self.granted[0].name
+
+    @property
+    def slot(self) -> int | None:
+        return None if self.granted is None else self.granted[2].index
 
     def take(self, provider: Provider) -> Provider | None:
         accounts = get_accounts().get(provider.name, [])
@@ -115,7 +121,7 @@ class AccountSlots:
                 "account refused a create at its limit; backing off",
                 extra={"provider": view.provider, "account": view.account, "limit": view.effective_limit},
             )
-        store.release(slot.provider, slot.account, slot.holder, limit=account.concurrency)
+        store.release(slot.provider, slot.account, slot.holder, limit=account.concurrency, index=slot.index)
 
     def succeeded(self) -> None:
         """The create went through: an account recovering from a backoff gets one more slot."""
@@ -123,15 +129,11 @@ class AccountSlots:
             get_slot_store().recovered(self.granted[1])
 
 
-def holds_slot(generation: Generation) -> bool:
-    """Whether the generation holds a live slot on some account (it was taking one when it stopped)."""
-    store = get_slot_store()
-    now = store.now()
-    return any(
-        store.view(provider.value, account.name, account.concurrency).holds(generation.id, now) is not None
-        for provider, accounts in get_accounts().items()
-        for account in accounts
-    )
+def holds_slot(generation: Generation, views: Views | None = None) -> bool:
+    """Whether the generation holds a live slot on some account (it was taking one when it stopped).
+    `views`: every account's slots as just read (`account_views`), else they are read here."""
+    now = get_slot_store().now()
+    return any(view.holds(generation.id, now) is not None for view in (views or account_views()).values())
 
 
 def release(generation: Generation, *, task_ended: bool = False) -> None:
@@ -148,7 +150,10 @@ def release(generation: Generation, *, task_ended: bool = False) -> None:
         return
     try:
         limit = _limit(generation.provider, generation.account)
-        if get_slot_store().release(generation.provider, generation.account, generation.id, limit=limit):
+        store = get_slot_store()
+        if store.release(
+            generation.provider, generation.account, generation.id, limit=limit, index=generation.slot
+        ):
             nudge()
     except Exception:
         logger.exception("slot not released; its lease frees it", extra={"generation_id": generation.id})
@@ -218,12 +223,13 @@ def dequeue(generation: Generation) -> None:
     get_queue_store().remove(_entry(generation, None))
 
 
-def refill(start: Start) -> int:
+def refill(start: Start, views: Views | None = None) -> int:
     """Start queued generations while an account has a free slot: tenants round-robin (least recently
-    served first), each tenant's oldest first. Returns how many started."""
+    served first), each tenant's oldest first. Returns how many started. `views`: every account's slots
+    as the caller has just read them (`account_views`)."""
     queue = get_queue_store()
     now = get_slot_store().now()
-    views = _views()
+    views = views or account_views()
     free = {key: view.free(now) for key, view in views.items() if view.free(now) > 0}
     if not free:
         wake_at = _next_free_moment(views, now)
@@ -300,11 +306,11 @@ def _turn(
     return "started", entry
 
 
-def try_refill(start: Start) -> int:
+def try_refill(start: Start, views: Views | None = None) -> int:
     """`refill`, for callers whose own work must go on if it fails (an AWS error mid-way): whatever it
     did not start stays in line for the next nudge or timer."""
     try:
-        return refill(start)
+        return refill(start, views)
     except Exception:
         logger.exception("refill interrupted; the queue's nudges and timers try again")
         return 0
@@ -335,7 +341,7 @@ def _runnable_on(generation: Generation, free: dict[tuple[str, str], int]) -> li
     ]
 
 
-def _views() -> dict[tuple[str, str], AccountView]:
+def account_views() -> Views:
     """Every account's slots, by (provider, account): one query each."""
     store = get_slot_store()
     return {
@@ -484,15 +490,27 @@ def _record_duration(generation: Generation, seconds: float) -> None:
         logger.exception("task time not recorded")
 
 
+# Averages read in this process, kept for a while: an estimate needs no fresher figure, and a queued
+# generation's page polled every second or two would otherwise read it each time.
+_AVERAGES: dict[str, tuple[float, float]] = {}  # sort key → (read at, seconds)
+_AVERAGE_TTL_S = 30.0
+
+
 def _average_duration(generation: Generation) -> float:
     """Average observed task time of the provider this generation would go to (its mode and duration)."""
     provider = _preferred_provider(generation)
     if provider is None:
         return _DEFAULT_TASK_S
-    item = _table().get_item(Key=_duration_key(provider, generation)).get("Item")
-    if not item or not int(str(item.get("tasks", 0))):
-        return _DEFAULT_TASK_S
-    return float(str(item["total_s"])) / int(str(item["tasks"]))
+    key = _duration_key(provider, generation)
+    now = time.monotonic()
+    cached = _AVERAGES.get(key["sk"])
+    if cached is not None and now - cached[0] < _AVERAGE_TTL_S:
+        return cached[1]
+    item = _table().get_item(Key=key).get("Item")
+    tasks = int(str(item.get("tasks", 0))) if item else 0
+    average = float(str(item["total_s"])) / tasks if item and tasks else _DEFAULT_TASK_S
+    _AVERAGES[key["sk"]] = (now, average)
+    return average
 
 
 def _preferred_provider(generation: Generation) -> str | None:
@@ -555,6 +573,7 @@ __all__ = [
     "REFILL",
     "AccountSlots",
     "CapacityView",
+    "account_views",
     "admit",
     "capacity_view",
     "dequeue",

@@ -173,7 +173,7 @@ def submit(generation: Generation, *, router: Router | None = None) -> Generatio
     estimate = _estimated_cost(chosen.estimate(generation.request), provider)
     admission.succeeded()
     account = admission.account or _first_account(provider)
-    return _record_submitted(generation, provider, account, task, estimate=estimate)
+    return _record_submitted(generation, provider, account, task, estimate=estimate, slot=admission.slot)
 
 
 def _record_submitted(
@@ -183,6 +183,7 @@ def _record_submitted(
     task: ProviderTask,
     *,
     estimate: EstimatedCost | None = None,
+    slot: int | None = None,
 ) -> Generation:
     store = get_generation_store()
     changes: dict[str, Any] = {"estimated_cost": estimate} if estimate is not None else {}
@@ -195,6 +196,7 @@ def _record_submitted(
         progress=0,
         submitted_at=utcnow(),
         submit_lease_until=None,
+        slot=slot,
         **changes,
     )
     if submitted is None:
@@ -203,7 +205,9 @@ def _record_submitted(
             if current.status is Status.CANCELED and current.provider_task_id is None:
                 # Canceled while we were submitting: stop the paid task where we can, and remember it.
                 if cancel_at_provider(provider, account, task.task_id):
-                    stopped = current.model_copy(update={"provider": provider.value, "account": account})
+                    stopped = current.model_copy(
+                        update={"provider": provider.value, "account": account, "slot": slot}
+                    )
                     capacity.release(stopped, task_ended=True)
                 store.update(
                     generation.id,

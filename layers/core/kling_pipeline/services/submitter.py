@@ -67,12 +67,13 @@ def retry_submission(message: SubmitMessage) -> None:
             retry_submission(message)  # it moved on meanwhile: look at it as it is now
         return
     generation = leased
-    if capacity.holds_slot(generation):
+    views = capacity.account_views()  # read once: for the check below and the refill
+    if capacity.holds_slot(generation, views):
         # A create that crashed after taking its slot: finish it (adopting a task it may have created).
         submit(generation.model_copy(update={"submit_attempts": max(1, generation.submit_attempts)}))
         return
     capacity.enqueue(generation, generation.estimated_cost.provider if generation.estimated_cost else None)
-    capacity.try_refill(start=submit)  # its own timer below must be armed whatever the refill met
+    capacity.try_refill(submit, views)  # its own timer below must be armed whatever the refill met
     current = get_generation_store().get(generation.id)
     if current is not None and current.status is Status.QUEUED:
         release_submit_lease(leased)
