@@ -7,7 +7,7 @@ from __future__ import annotations
 def reset_caches() -> None:
     from kling_pipeline import aws, config
     from kling_pipeline.providers import registry
-    from kling_pipeline.services import idempotency, webhooks
+    from kling_pipeline.services import capacity, idempotency, webhooks
     from kling_pipeline.store import (
         budgets,
         deliveries,
@@ -23,6 +23,7 @@ def reset_caches() -> None:
     config.reset_settings()
     aws.reset_clients()
     registry.reset_providers()
+    capacity.forget_process_state()
     for factory in (
         generations.get_generation_store,
         budgets.get_budget_store,
