@@ -4,6 +4,9 @@ cost of the work around it (a failing release does not stop an ingest's final wr
 
 from __future__ import annotations
 
+import json
+
+import boto3
 import httpx
 import pytest
 import respx
@@ -91,3 +94,24 @@ def test_a_failing_release_never_stops_an_ingests_final_write(
     assert result is not None and result.status is Status.SUCCEEDED
     monkeypatch.undo()
     assert held_by(generation.id)  # left to its lease, or to the next look at the final generation
+
+
+def submit_queue_bodies() -> list[str]:
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="submit")["QueueUrl"]
+    found = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [message["Body"] for message in found]
+
+
+def test_a_freed_slot_nudges_the_queue_only_when_someone_waits(pipeline_aws: None) -> None:
+    done = stored_generation("gen_done", status=Status.SUCCEEDED).model_copy(update={"account": "default"})
+    take_slot(done.id)
+    capacity.release(done, task_ended=True)
+    assert not held_by(done.id) and submit_queue_bodies() == []  # nobody waits: no refill to ask for
+
+    waiting = stored_generation("gen_waiting", status=Status.QUEUED)
+    capacity.enqueue(waiting, "kling")
+    other = stored_generation("gen_other", status=Status.SUCCEEDED).model_copy(update={"account": "default"})
+    take_slot(other.id)
+    capacity.release(other, task_ended=True)
+    assert [json.loads(body)["generation_id"] for body in submit_queue_bodies()] == [capacity.REFILL]

@@ -141,7 +141,8 @@ def release_submit_lease(holder: Generation) -> None:
 
 def submit(generation: Generation, *, router: Router | None = None) -> Generation:
     """Hand a queued generation to the cheapest provider that takes it; never fails it for being busy."""
-    if generation.submit_attempts > 0 and (adopted := _adopt_existing(generation)) is not None:
+    retried = generation.submit_attempts > 0 or capacity.took_a_slot_before(generation)
+    if retried and (adopted := _adopt_existing(generation)) is not None:
         return adopted
     admission = capacity.AccountSlots(generation)  # a slot on an account before any create
     try:
