@@ -201,12 +201,14 @@ def main() -> None:
     args = parser.parse_args()
     command = (
         f".venv/bin/python -m bench.capacity_burst --generations {args.generations} --task-s {args.task_s}"
+        f" --queue-workers {args.queue_workers}"
     )
-    result = {**run(args.generations, args.task_s), **provenance(command, machine_note=_load_note())}
+    measured = run(args.generations, args.task_s, args.queue_workers)
+    result = {**measured, **provenance(command, machine_note=_load_note())}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "capacity_burst.json"
-    # One entry per (generations, task time): a short T shows the stack's own throughput, a long one the
-    # admission control's refill alone.
+    # One entry per (generations, task time, workers): a short T shows the stack's own throughput, a long
+    # one the admission control's refill.
     previous = json.loads(path.read_text()).get("runs", []) if path.exists() else []
 
     def key(entry: dict[str, Any]) -> tuple[int, float, int]:
