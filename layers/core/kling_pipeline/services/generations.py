@@ -141,6 +141,13 @@ def release_submit_lease(holder: Generation) -> None:
 
 def submit(generation: Generation, *, router: Router | None = None) -> Generation:
     """Hand a queued generation to the cheapest provider that takes it; never fails it for being busy."""
+    if generation.unconfirmed_provider:
+        lost_at = ProviderName(generation.unconfirmed_provider)
+        has_callback = callback_url(lost_at, generation.id) is not None
+        if unconfirmed.strategy(lost_at, has_callback=has_callback) == "none":
+            # An earlier create's answer was lost where nothing can be learnt, and its failure was not
+            # written: a second create could be a second paid task.
+            return unconfirmed.fail_unknowable(generation, lost_at)
     retried = generation.submit_attempts > 0 or capacity.took_a_slot_before(generation)
     if retried and (adopted := _adopt_existing(generation)) is not None:
         return adopted

@@ -96,16 +96,26 @@ def hold(
             return current or generation  # moved on (canceled, say): whoever moved it watches it
         messaging.start_fallback(generation.id, first_wait_s=first_wait_s(current))
         return current
+    # Remembered before the failure is written: if that write fails, the retry must not create again.
+    marked = store.update(
+        generation.id,
+        lambda g: g.model_copy(
+            update={"estimated_cost": estimate, "account": account, "unconfirmed_provider": provider.value}
+        ),
+    )
+    return fail_unknowable(marked or generation, provider)
+
+
+def fail_unknowable(generation: Generation, provider: ProviderName) -> Generation:
+    """Fail a generation whose create answer was lost where nothing can ever be learnt (`none`): it is
+    never sent again, and counted as charged at its estimate."""
     message = (
         f"{provider.value} did not confirm the create and offers no way to find the task; "
         "not sent elsewhere so it is never paid twice"
     )
-    store.update(
-        generation.id, lambda g: g.model_copy(update={"estimated_cost": estimate, "account": account})
-    )
-    charged = get_ledger().assumed_charged(provider, estimate)
+    charged = get_ledger().assumed_charged(provider, generation.estimated_cost)
     failed = lifecycle.fail(generation.id, "create_unconfirmed", message, actual_cost=charged)
-    return failed or store.get(generation.id) or generation
+    return failed or get_generation_store().get(generation.id) or generation
 
 
 def _waits_for(current: Generation, provider: ProviderName) -> bool:
