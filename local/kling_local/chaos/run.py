@@ -260,6 +260,11 @@ class ChaosRun:
             "INGEST_LEASE_S": "5",
             "ANNOUNCE_CLAIM_S": "5",
             "SUBMIT_LEASE_S": "30",
+            # Admission control's clocks, compressed the same way: an account that answered 429 rests 1 s,
+            # a crashed holder's slot comes back after 60 s (past the 45 s deadline of any task it ran).
+            "ACCOUNT_BACKOFF_S": "1",
+            "SLOT_LEASE_S": "60",
+            "DEFAULT_ACCOUNT_CONCURRENCY": "20",
         }
         return StackChildConfig(
             aws_endpoint_url=self._endpoint.url,

@@ -25,6 +25,7 @@ from moto.core.config import default_user_config
 from moto.core.exceptions import JsonRESTError
 from moto.server import ThreadedMotoServer
 
+from kling_local import moto_dynamodb
 from kling_local.stack.lambda_api import INVOKE_URL_VARIABLE
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def install_relay() -> None:
 def serve(host: str, port: int) -> ThreadedMotoServer:
     """Start the endpoint (the caller keeps the process alive); moto calls Lambda at MOTO_PORT."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    moto_dynamodb.install()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     bound_port = server.get_host_and_port()[1]

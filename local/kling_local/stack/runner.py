@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
 import boto3
 from moto.server import ThreadedMotoServer
 
+from kling_local import moto_dynamodb
 from kling_local.serving import stop_signals
 from kling_local.stack import stepfunctions
 from kling_local.stack.consumers import QueueConsumer
@@ -288,6 +289,7 @@ class LocalStack:
 
     def _start_moto(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per AWS call otherwise
+        moto_dynamodb.install()
         self._moto = ThreadedMotoServer(ip_address=self._host, port=self._aws_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()

@@ -75,9 +75,15 @@ def retry_submission(message: SubmitMessage) -> None:
     capacity.enqueue(generation, generation.estimated_cost.provider if generation.estimated_cost else None)
     capacity.try_refill(submit, views)  # its own timer below must be armed whatever the refill met
     current = get_generation_store().get(generation.id)
-    if current is not None and current.status is Status.QUEUED:
+    if current is None:
+        return
+    if current.status is Status.QUEUED:
         release_submit_lease(leased)
         _look_again_later(current)
+    else:
+        # This refill started it (or it ended meanwhile): this message is the last look it would get, so
+        # watch it as it is now (found by the chaos run: started here, its callbacks lost, never polled).
+        retry_submission(message)
 
 
 def _look_again_later(generation: Generation) -> None:
