@@ -7,6 +7,11 @@ after a refused transaction elsewhere in the table). In DynamoDB a transaction i
 table operation of the backend holds one lock, so neither a transaction nor its rollback ever interleaves
 with another request. Installed by our moto processes (the local stack, `kling-pipeline aws`); production
 code never imports it.
+
+The table copy itself is also skipped when every condition of the transaction holds (checked first, under
+the same lock, so nothing can change between the check and the writes): copying the whole table for each
+transaction made a create cost O(table size), and a load run's endpoint grew to gigabytes. A transaction
+that is refused still takes moto's own path, copy and rollback, so its error answer is moto's.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 _LOCK = threading.RLock()  # reentrant: a transaction calls the backend's own item operations
@@ -44,7 +50,54 @@ def install() -> None:
             return
         for name in _OPERATIONS:
             setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name)))
+        quick = _without_copy_when_all_hold(DynamoDBBackend.transact_write_items)
+        setattr(DynamoDBBackend, "transact_write_items", quick)  # noqa: B010
         setattr(DynamoDBBackend, _MARK, True)
+
+
+def _without_copy_when_all_hold(transact: Callable[..., Any]) -> Callable[..., Any]:
+    from moto.dynamodb import models
+    from moto.dynamodb.comparisons import get_filter_expression
+
+    def all_conditions_hold(backend: Any, transact_items: list[dict[str, Any]]) -> bool:
+        for item in transact_items:
+            if len(item) != 1:
+                return False
+            ((op_type, op),) = item.items()
+            if op_type == "Put":
+                table = backend.get_table(op["TableName"])
+                key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = op["Item"][table.range_key_attr]
+            else:
+                key = op["Key"]
+            expression = op.get("ConditionExpression")
+            if expression is None:
+                continue
+            condition = get_filter_expression(
+                expression, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            )
+            if not condition.expr(backend.get_item(op["TableName"], key)):
+                return False
+        return True
+
+    @functools.wraps(transact)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        with _LOCK:
+            try:
+                holds = all_conditions_hold(self, transact_items)
+            except Exception:
+                holds = False  # anything unusual: moto's own path decides and answers
+            if not holds:
+                return transact(self, transact_items)
+            real_copy = getattr(models, "copy")  # noqa: B009 - the module moto's transaction copies with
+            setattr(models, "copy", SimpleNamespace(deepcopy=lambda table: table))  # noqa: B010
+            try:
+                return transact(self, transact_items)
+            finally:
+                setattr(models, "copy", real_copy)  # noqa: B010
+
+    return transact_write_items
 
 
 def _serialized(operation: Callable[..., Any]) -> Callable[..., Any]:

@@ -77,3 +77,31 @@ def test_a_write_during_a_refused_transaction_is_kept(table: Any, monkeypatch: p
     assert done.wait(5)
     assert table.get_item(Key={"pk": "generation"})["Item"]["status"] == "failed"
     assert "Item" not in table.get_item(Key={"pk": "other"})
+
+
+def test_a_transaction_whose_conditions_hold_applies_every_write(table: Any) -> None:
+    moto_dynamodb.install()  # this path skips moto's copy of the table: the writes must all land still
+    table.put_item(Item={"pk": "budget", "left": 1})
+    boto3.client("dynamodb").transact_write_items(
+        TransactItems=[
+            {
+                "Put": {
+                    "TableName": "t",
+                    "Item": {"pk": {"S": "generation"}},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": "t",
+                    "Key": {"pk": {"S": "budget"}},
+                    "UpdateExpression": "SET #l = #l - :one",
+                    "ConditionExpression": "#l > :zero",
+                    "ExpressionAttributeNames": {"#l": "left"},
+                    "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
+                }
+            },
+        ]
+    )
+    assert "Item" in table.get_item(Key={"pk": "generation"})
+    assert table.get_item(Key={"pk": "budget"})["Item"]["left"] == 0
