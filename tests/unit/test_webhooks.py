@@ -256,6 +256,26 @@ def test_every_attempt_of_a_webhook_id_carries_the_same_body(env: Env) -> None:
     assert first["data"]["updated_at"] == first["timestamp"]
 
 
+def test_a_canceled_tasks_late_cost_does_not_change_the_body_of_its_webhook(env: Env) -> None:
+    # Found by the chaos run: a canceled task the provider finished anyway gets its cost recorded after the
+    # outcome; a retry built from the record then carried another actual_cost under the same webhook-id.
+    generation = make_generation(status=Status.CANCELED)
+    webhooks.schedule_first_delivery(generation)
+    (first_attempt,) = env.queued()
+    with respx.mock(assert_all_called=True) as mock:
+        route = mock.post(HOOK).mock(side_effect=[httpx.Response(500), httpx.Response(200)])
+        webhooks.deliver(due(first_attempt))
+        retry = env.queued()[-1]
+        late_cost = ActualCost(usd=Decimal("0.42"), basis="reported")
+        get_generation_store().update(
+            generation.id, lambda g: g.model_copy(update={"actual_cost": late_cost})
+        )
+        webhooks.deliver(due(retry))
+    first, second = (json.loads(call.request.content) for call in route.calls)
+    assert first == second
+    assert first["type"] == "generation.canceled"
+
+
 # ---- retry schedule --------------------------------------------------------------------------------------
 
 
@@ -448,6 +468,7 @@ def test_the_terminal_event_queues_the_first_delivery_once(env: Env) -> None:
         "attempt": 1,
         "occurred_at": done.updated_at.isoformat().replace("+00:00", "Z"),
         "not_before": None,
+        "detail": json.loads(json.dumps(lifecycle.event_detail(done))),
     }
     # An announce repeated (the "announced" mark was lost) queues the same first delivery again: the
     # earlier announce may have died between its marker and the queue (found by the chaos run)

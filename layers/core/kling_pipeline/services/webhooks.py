@@ -69,6 +69,9 @@ class DeliveryMessage(BaseModel):
     attempt: int = 1
     occurred_at: datetime
     not_before: datetime | None = None
+    # The outcome as announced, carried by every attempt of the sequence: what is written afterwards (a
+    # canceled task's late cost, found by the chaos run) must not change the body under one webhook-id.
+    detail: dict[str, Any] | None = None
 
 
 class AttemptResult(BaseModel):
@@ -94,12 +97,14 @@ def secret_for_tenant(tenant_id: str) -> str:
     return tenant_secret(master.get_secret_value(), tenant_id)
 
 
-def webhook_payload(generation: Generation, occurred_at: datetime) -> dict[str, Any]:
+def webhook_payload(
+    generation: Generation, occurred_at: datetime, detail: dict[str, Any] | None = None
+) -> dict[str, Any]:
     from kling_pipeline.store.media import get_media_store  # the MP4 readers behind it: on first use
 
     media = get_media_store()
     ttl = get_settings().presign_ttl_s
-    data = lifecycle.event_detail(generation)
+    data = dict(detail) if detail is not None else lifecycle.event_detail(generation)
     # Every attempt of one webhook-id carries the same body: bookkeeping written after the outcome
     # (the `announced` mark, a lease) moves the record's updated_at, so the outcome's time is used.
     data["updated_at"] = rfc3339(occurred_at)
@@ -128,7 +133,11 @@ def schedule_first_delivery(generation: Generation) -> None:
         sequence = store.first_sequence(generation.id)
         if sequence is None:
             return
-    message = DeliveryMessage(generation_id=generation.id, occurred_at=sequence.occurred_at)
+    message = DeliveryMessage(
+        generation_id=generation.id,
+        occurred_at=sequence.occurred_at,
+        detail=lifecycle.event_detail(generation),
+    )
     try:
         _enqueue(message, delay_s=get_settings().webhook_retry_schedule_s[0])
     except Exception:
@@ -191,7 +200,7 @@ def deliver(message: DeliveryMessage, *, time_left_ms: int | None = None) -> Non
 
     url = generation.request.webhook_url
     host = urlsplit(url).hostname or ""
-    result = _attempt(generation, url, message.occurred_at)
+    result = _attempt(generation, url, message.occurred_at, message.detail)
     schedule = get_settings().webhook_retry_schedule_s
     retry_in_s: float | None = None
     if result.outcome == "failed" and message.attempt < len(schedule):
@@ -243,7 +252,9 @@ def deliver(message: DeliveryMessage, *, time_left_ms: int | None = None) -> Non
         metrics.add_metric(name="WebhookDeadLettered", unit=MetricUnit.Count, value=1)
 
 
-def _attempt(generation: Generation, url: str, occurred_at: datetime) -> AttemptResult:
+def _attempt(
+    generation: Generation, url: str, occurred_at: datetime, detail: dict[str, Any] | None
+) -> AttemptResult:
     started = time.monotonic()
 
     def elapsed_ms() -> int:
@@ -253,7 +264,7 @@ def _attempt(generation: Generation, url: str, occurred_at: datetime) -> Attempt
         netguard.check_url(url, allow_private=get_settings().local_allow_private_webhooks)
     except netguard.UnsafeUrl as exc:
         return AttemptResult(outcome="rejected", error=f"unsafe_url: {exc}", duration_ms=elapsed_ms())
-    body = json.dumps(webhook_payload(generation, occurred_at), separators=(",", ":")).encode()
+    body = json.dumps(webhook_payload(generation, occurred_at, detail), separators=(",", ":")).encode()
     headers = {
         "content-type": "application/json",
         **signature_headers(
