@@ -95,6 +95,9 @@ def run_load(rate: float, duration_s: float, settle_s: float) -> dict[str, Any]:
                     "FALLBACK_MAX_INTERVAL_S": "20",
                     "POWERTOOLS_LOG_LEVEL": "WARNING",
                     "POWERTOOLS_METRICS_DISABLED": "true",
+                    # The pipeline's own latency, not the providers' limits: admission control would hold
+                    # the burst behind 5 slots per account as designed (bench/capacity_burst.py measures it).
+                    "DEFAULT_ACCOUNT_CONCURRENCY": "500",
                 },
             )
             stack = ChildProcess(

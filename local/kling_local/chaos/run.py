@@ -546,6 +546,9 @@ class Accounting:
         )
 
         paid, unattributed, provider_sha = _paid_tasks(run.sim, final)
+        unconfirmed_failures = sum(
+            1 for item in final.values() if (item.get("error") or {}).get("code") == "create_unconfirmed"
+        )
         paid_violations = []
         for gid in set(final) | accepted:
             item = final.get(gid, {})
@@ -595,7 +598,8 @@ class Accounting:
             "generations_accepted": len(accepted),
             "created_but_unacknowledged": len(unacknowledged),
             "final_state": dict(statuses),
-            "paid_tasks_total": sum(paid.values()),
+            "paid_tasks_total": sum(paid.values()) + unattributed,
+            "paid_tasks_unattributed": unattributed,
             "succeeded_objects_checked": sum(1 for i in final.values() if i.get("status") == "succeeded"),
             "webhook_messages": hooks["messages"],
             "webhook_ids": hooks["ids"],
@@ -621,7 +625,10 @@ class Accounting:
             "generations_no_answer_named": len(unacknowledged),
             "stuck_not_final": len(stuck),
             "paid_tasks_not_exactly_one": len(paid_violations),
-            "paid_tasks_unattributed": unattributed,
+            # A create answer lost where nothing can be learnt (kling3api: no callback, no id of ours) leaves
+            # a task nobody can name; its generation fails `create_unconfirmed` and is charged for it. Only
+            # tasks beyond one per such generation are unexplained.
+            "paid_tasks_unattributed_unexplained": max(0, unattributed - unconfirmed_failures),
             "succeeded_without_s3_object": len(missing_object),
             "succeeded_sha256_mismatch": len(wrong_bytes),
             "status_regressions": len(watcher.regressions),
