@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.client import BaseClient
 from moto import mock_aws
 
 from kling_local.stack.template import Template
@@ -66,6 +68,20 @@ def pipeline_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         reset_caches()
         yield
         reset_caches()
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """AWS operations made through botocore while the test runs."""
+    counted: Counter[str] = Counter()
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def counting(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        counted[operation] += 1
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
+    return counted
 
 
 def stored_generation(generation_id: str = "gen_test", *, status: Status = Status.PROCESSING) -> Generation:

@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from botocore.client import BaseClient
 
 from kling_pipeline import messaging
 from kling_pipeline.domain.generation import utcnow
@@ -120,20 +119,6 @@ def test_a_terminal_write_applied_with_its_answer_lost_is_still_announced(
     assert sent == [generation.id]
     assert lifecycle.fail(generation.id, "timeout", "late") is None  # announced now: nothing more
     assert sent == [generation.id]
-
-
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """AWS operations made through botocore while the test runs."""
-    counted: Counter[str] = Counter()
-    original = BaseClient._make_api_call  # type: ignore[attr-defined]
-
-    def counting(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        counted[operation] += 1
-        return original(self, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
-    return counted
 
 
 def test_the_outcomes_writer_claims_the_announcement_and_settles_the_budget_in_the_same_write(

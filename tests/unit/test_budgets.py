@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from botocore.client import BaseClient
 
 from kling_pipeline.domain.money import ActualCost, EstimatedCost
 from kling_pipeline.domain.status import Status
@@ -97,20 +96,6 @@ def test_triggers_reject_over_budget_requests_with_the_figures() -> None:
         "message": "over",
         "details": {**figures, "estimate_usd": "0.3750"},
     }
-
-
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """AWS operations made through botocore while the test runs."""
-    counted: Counter[str] = Counter()
-    original = BaseClient._make_api_call  # type: ignore[attr-defined]
-
-    def counting(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        counted[operation] += 1
-        return original(self, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
-    return counted
 
 
 def operator_sets_budget(tenant_id: str, monthly_usd: Decimal | None) -> None:

@@ -18,6 +18,18 @@ from moto.dynamodb.models import DynamoDBBackend
 
 from kling_local import moto_dynamodb
 
+# Spend one unit of the budget, only if some is left: the transaction's condition.
+SPEND_ONE = {
+    "Update": {
+        "TableName": "t",
+        "Key": {"pk": {"S": "budget"}},
+        "UpdateExpression": "SET #l = #l - :one",
+        "ConditionExpression": "#l > :zero",
+        "ExpressionAttributeNames": {"#l": "left"},
+        "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
+    }
+}
+
 
 @pytest.fixture
 def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
@@ -62,16 +74,7 @@ def test_a_write_during_a_refused_transaction_is_kept(table: Any, monkeypatch: p
         client.transact_write_items(
             TransactItems=[
                 {"Put": {"TableName": "t", "Item": {"pk": {"S": "other"}}}},
-                {
-                    "Update": {
-                        "TableName": "t",
-                        "Key": {"pk": {"S": "budget"}},
-                        "UpdateExpression": "SET #l = #l - :one",
-                        "ConditionExpression": "#l > :zero",
-                        "ExpressionAttributeNames": {"#l": "left"},
-                        "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
-                    }
-                },
+                SPEND_ONE,
             ]
         )
     assert done.wait(5)
@@ -91,16 +94,7 @@ def test_a_transaction_whose_conditions_hold_applies_every_write(table: Any) -> 
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             },
-            {
-                "Update": {
-                    "TableName": "t",
-                    "Key": {"pk": {"S": "budget"}},
-                    "UpdateExpression": "SET #l = #l - :one",
-                    "ConditionExpression": "#l > :zero",
-                    "ExpressionAttributeNames": {"#l": "left"},
-                    "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
-                }
-            },
+            SPEND_ONE,
         ]
     )
     assert "Item" in table.get_item(Key={"pk": "generation"})

@@ -4,12 +4,8 @@ and a copy remembered from an earlier read never lets a writer undo another."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
 
 import boto3
-import pytest
-from botocore.client import BaseClient
 
 from kling_pipeline.caches import reset_caches
 from kling_pipeline.domain.generation import Generation
@@ -17,20 +13,6 @@ from kling_pipeline.domain.status import Status
 from kling_pipeline.store.generations import GenerationStore, get_generation_store
 
 from .conftest import stored_generation
-
-
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
-    """DynamoDB operations made through botocore while the test runs."""
-    counted: Counter[str] = Counter()
-    original = BaseClient._make_api_call  # type: ignore[attr-defined]
-
-    def counting(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        counted[operation] += 1
-        return original(self, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
-    yield counted
 
 
 def another_process() -> GenerationStore:

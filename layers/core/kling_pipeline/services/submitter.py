@@ -74,7 +74,7 @@ def retry_submission(message: SubmitMessage) -> None:
         return
     capacity.enqueue(generation, generation.estimated_cost.provider if generation.estimated_cost else None)
     capacity.try_refill(submit, views)  # its own timer below must be armed whatever the refill met
-    current = get_generation_store().get(generation.id)
+    current = store.get(generation.id)
     if current is None:
         return
     if current.status is Status.QUEUED:
