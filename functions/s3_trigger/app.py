@@ -10,27 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.batch import BatchResponse, process_sqs_batch
+from kling_pipeline.messages import SqsTextRecord
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.services.uploads import handle_upload_message
 
-processor = BatchProcessor(event_type=EventType.SQS)
-
 
 @tracer.capture_method(capture_response=False)
-def record_handler(record: SQSRecord) -> None:
-    logger.set_correlation_id(record.message_id)
-    handle_upload_message(record.body, queue_arn=record.event_source_arn)
+def record_handler(record: SqsTextRecord) -> None:
+    logger.set_correlation_id(record.messageId)
+    handle_upload_message(record.body, queue_arn=record.eventSourceARN)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
+    return process_sqs_batch(event, SqsTextRecord, record_handler)

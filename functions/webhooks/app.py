@@ -7,21 +7,16 @@ dead-lettered by the queue's redrive policy, never failing its neighbours.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.batch import BatchResponse, process_sqs_batch
 from kling_pipeline.messages import SqsRecord
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.services.webhooks import DeliveryMessage, deliver
 
 DeliveryRecord = SqsRecord[DeliveryMessage]
-
-
-# Powertools types `model` as its parser's SqsRecordModel; it only calls `model_validate` on it.
-processor = BatchProcessor(event_type=EventType.SQS, model=cast("type[Any]", DeliveryRecord))
 
 
 @tracer.capture_method(capture_response=False)
@@ -34,7 +29,5 @@ def record_handler(record: DeliveryRecord, lambda_context: LambdaContext | None 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
+    return process_sqs_batch(event, DeliveryRecord, lambda record: record_handler(record, context))

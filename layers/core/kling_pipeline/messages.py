@@ -1,9 +1,9 @@
 """The bodies of the pipeline's own queue messages, apart from the services that consume them: a producer
 (the callback handler sends ingest messages) imports these few models, not the consumer's code.
 
-`SqsRecord[Body]` is what the queue consumers validate each SQS record into (Powertools' BatchProcessor
-takes any pydantic model): the two fields they read. Powertools' own `SqsRecordModel` would import every
-event model of its parser, ~80 ms of each consumer's cold start.
+`SqsRecord[Body]` is what the queue consumers validate each SQS record into (kling_pipeline.batch): the
+two fields they read. Powertools' own `SqsRecordModel` would import every event model of its parser,
+~80 ms of each consumer's cold start.
 """
 
 from __future__ import annotations
@@ -16,8 +16,16 @@ Body = TypeVar("Body", bound=BaseModel)
 
 
 class SqsRecord(BaseModel, Generic[Body]):
-    messageId: str  # SQS's own name: the batch processor reports failures by it
+    messageId: str  # SQS's own name: failures are reported by it (kling_pipeline.batch)
     body: Json[Body]
+
+
+class SqsTextRecord(BaseModel):
+    """A record whose body is not one of our messages (S3 notifications): the text as sent, and the queue."""
+
+    messageId: str
+    body: str
+    eventSourceARN: str
 
 
 class IngestMessage(BaseModel):

@@ -40,7 +40,6 @@ from kling_pipeline.domain.generation import Generation, rfc3339, utcnow
 from kling_pipeline.domain.status import Status
 from kling_pipeline.errors import Conflict
 from kling_pipeline.observability import logger, metrics
-from kling_pipeline.services import lifecycle
 from kling_pipeline.services.webhook_signing import signature_headers, tenant_secret
 from kling_pipeline.store.deliveries import DeliveryAttempt, Outcome, get_delivery_store
 from kling_pipeline.store.generations import get_generation_store
@@ -104,7 +103,7 @@ def webhook_payload(
 
     media = get_media_store()
     ttl = get_settings().presign_ttl_s
-    data = dict(detail) if detail is not None else lifecycle.event_detail(generation)
+    data = dict(detail) if detail is not None else _event_detail(generation)
     # Every attempt of one webhook-id carries the same body: bookkeeping written after the outcome
     # (the `announced` mark, a lease) moves the record's updated_at, so the outcome's time is used.
     data["updated_at"] = rfc3339(occurred_at)
@@ -115,6 +114,14 @@ def webhook_payload(
         for output in generation.outputs
     ]
     return {"type": _EVENT_TYPES[generation.status], "timestamp": rfc3339(occurred_at), "data": data}
+
+
+def _event_detail(generation: Generation) -> dict[str, Any]:
+    """The announced event's detail. lifecycle (which calls into this module) is imported here: its admission
+    control and provider clients are no part of a delivery, whose message carries the detail."""
+    from kling_pipeline.services.lifecycle import event_detail
+
+    return event_detail(generation)
 
 
 # ---- scheduling ----------------------------------------------------------------------------------------
@@ -136,7 +143,7 @@ def schedule_first_delivery(generation: Generation) -> None:
     message = DeliveryMessage(
         generation_id=generation.id,
         occurred_at=sequence.occurred_at,
-        detail=lifecycle.event_detail(generation),
+        detail=_event_detail(generation),
     )
     try:
         _enqueue(message, delay_s=get_settings().webhook_retry_schedule_s[0])
