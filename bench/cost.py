@@ -4,9 +4,9 @@ Inputs: `results/per_generation.json` (AWS calls, state transitions, every Lambd
 duration and memory, the generation item's size) and `prices.json` (us-east-1, dated, kept as data).
 What is priced: API Gateway REST requests (the API and callback functions' invocations, the client's one
 GET of the result included), Lambda requests and GB-seconds (arm64, durations rounded up to the ms),
-DynamoDB on-demand request units (writes at the generation item's size; each item of a transaction at
-twice a write's units, as DynamoDB bills transactions: the generation's at its size, the small items
-beside it — budget usage, settlement marker, override check — at one unit; consistent reads), SQS requests
+DynamoDB on-demand request units (each write at the size of the item it wrote, as per_generation weighed
+it; each item of a transaction at twice a write's units, as DynamoDB bills transactions; consistent reads
+at the generation item's final size), SQS requests
 (sends, the event source mapping's receive and delete per batch), S3 requests, EventBridge events, Step
 Functions Standard transitions. Not priced: storage of the videos (the product, not the pipeline),
 CloudWatch logs and metrics, X-Ray traces, data transfer. Run: `make bench` (or
@@ -26,7 +26,6 @@ VIDEOS = 1000
 _API_FUNCTIONS = {"ApiFunction", "CallbackFunction"}
 _S3_PUT_CLASS = {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "CopyObject"}
 _S3_GET_CLASS = {"GetObject", "HeadObject"}
-_DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 _DYNAMODB_READS = {"GetItem", "Query"}
 
 
@@ -45,20 +44,15 @@ def per_generation_cost(run: dict[str, Any], prices: dict[str, Any]) -> dict[str
     invocations = run["lambda_invocations"]
     gb_s = sum(math.ceil(i["ms"]) / 1000 * i["memory_mb"] / 1024 for i in invocations)
     api_requests = sum(1 for i in invocations if i["function"] in _API_FUNCTIONS)
-    item_bytes = max(1, int(run["generation_item_bytes"]))
-    wru = math.ceil(item_bytes / 1024)
-    rru = math.ceil(item_bytes / 4096)
-    transacted = {"generation": 0, "other": 0, **run.get("dynamodb_transaction_items", {})}
+    rru = math.ceil(max(1, int(run["generation_item_bytes"])) / 4096)
+    units = {"plain": 0, "transaction": 0, **run.get("dynamodb_write_units", {})}
     sqs_batches = ops.get("sqs.DeleteMessageBatch", 0) + ops.get("sqs.DeleteMessage", 0)
     sqs_requests = ops.get("sqs.SendMessage", 0) + ops.get("sqs.SendMessageBatch", 0) + 2 * sqs_batches
     return {
         "api_gateway": api_requests * prices["api_gateway_rest_request"],
         "lambda_requests": len(invocations) * prices["lambda_request"],
         "lambda_duration": gb_s * prices["lambda_arm64_gb_second"],
-        "dynamodb": (
-            count("dynamodb", _DYNAMODB_WRITES) * wru
-            + 2 * (transacted["generation"] * wru + transacted["other"])
-        )
+        "dynamodb": (units["plain"] + 2 * units["transaction"])
         * prices["dynamodb_on_demand_write_request_unit"]
         + count("dynamodb", _DYNAMODB_READS) * rru * prices["dynamodb_on_demand_read_request_unit"],
         "sqs": sqs_requests * prices["sqs_standard_request"],

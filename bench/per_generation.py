@@ -9,6 +9,7 @@ execution's history (when there is one). Run:
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -36,28 +37,75 @@ BODY = {"mode": "text-to-video", "prompt": "A lighthouse at dawn", "duration": 5
 VIDEO_BYTES = 6 * 1024 * 1024
 
 calls: Counter[tuple[str, str]] = Counter()
-# Items of TransactWriteItems calls, the generation's own apart from the small ones beside it (budget
-# usage, settlement marker, override check): DynamoDB bills each at twice a plain write's request units.
-transaction_items: Counter[str] = Counter()
+# DynamoDB bills a write by the size of the item it writes (the larger of before and after, in 1 KB units;
+# an item of a transaction at twice that). Writes of the generation's item are weighed, before and after
+# each; every other item the pipeline writes (receipts, slots, counters, budget usage, settlement marker,
+# override check) is a few hundred bytes: one unit.
+write_units: Counter[str] = Counter()  # "plain" / "transaction" → request units before the 2x
+writes: Counter[str] = Counter()  # "generation" / "other" → how many items were written
 durations: list[tuple[str, float, int]] = []
 _bench_clients: set[int] = set()  # the benchmark's own clients: their calls are not the pipeline's
+_weigher: list[Any] = []  # the benchmark's own DynamoDB client (set per measurement)
 _original = BaseClient._make_api_call  # type: ignore[attr-defined]
 _original_invoke = FunctionRegistry.invoke
+_PLAIN_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 
 
 def _counting(self: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
-    if id(self) not in _bench_clients:
-        calls[(self.meta.service_model.service_name, operation_name)] += 1
-        if operation_name == "TransactWriteItems":
-            for item in api_params.get("TransactItems", []):
-                transaction_items["generation" if _is_generation(item) else "other"] += 1
-    return _original(self, operation_name, api_params)
+    if id(self) in _bench_clients:
+        return _original(self, operation_name, api_params)
+    calls[(self.meta.service_model.service_name, operation_name)] += 1
+    if operation_name == "TransactWriteItems":
+        kind, written = "transaction", [next(iter(item.values())) for item in api_params["TransactItems"]]
+    elif operation_name in _PLAIN_WRITES and self.meta.service_model.service_name == "dynamodb":
+        kind, written = "plain", [api_params]
+    else:
+        return _original(self, operation_name, api_params)
+    keys = [_generation_key(write) for write in written]
+    before = [_weight(key) for key in keys]
+    try:
+        return _original(self, operation_name, api_params)
+    finally:
+        for key, weighed in zip(keys, before, strict=True):
+            writes["other" if key is None else "generation"] += 1
+            write_units[kind] += 1 if key is None else max(1, weighed, _weight(key))
 
 
-def _is_generation(transact_item: dict[str, Any]) -> bool:
-    (write,) = transact_item.values()
-    sort_key = (write.get("Key") or write.get("Item") or {}).get("sk")
-    return sort_key in ("GEN", {"S": "GEN"})
+def _generation_key(write: dict[str, Any]) -> dict[str, Any] | None:
+    key = write.get("Key") or write.get("Item") or {}
+    if key.get("sk") not in ("GEN", {"S": "GEN"}):
+        return None
+    pk = key["pk"]
+    return {"pk": pk if isinstance(pk, dict) else {"S": pk}, "sk": {"S": "GEN"}}
+
+
+def _weight(key: dict[str, Any] | None) -> int:
+    """The generation's item's size in DynamoDB's 1 KB write units (0: no item yet)."""
+    if key is None:
+        return 0
+    item = _weigher[0].get_item(TableName=get_settings().generations_table, Key=key, ConsistentRead=True)
+    return math.ceil(_item_bytes(item.get("Item", {})) / 1024)
+
+
+def _item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it: each attribute's name plus its value (UTF-8 for strings,
+    about one byte per two digits for numbers, 3 bytes of overhead per map or list)."""
+    return sum(len(name.encode()) + _value_bytes(value) for name, value in item.items())
+
+
+def _value_bytes(value: dict[str, Any]) -> int:
+    ((kind, data),) = value.items()
+    if kind == "S":
+        return len(str(data).encode())
+    if kind == "N":
+        return (len(str(data).lstrip("-").replace(".", "").strip("0")) + 1) // 2 + 1
+    if kind == "B":
+        return len(data)
+    if kind == "M":
+        return 3 + _item_bytes(data)
+    if kind == "L":
+        return 3 + sum(1 + _value_bytes(element) for element in data)
+    return 1  # BOOL, NULL
 
 
 def _timed_invoke(self: FunctionRegistry, ref: str, event: Any) -> Any:
@@ -89,8 +137,10 @@ def measure(
     table = _bench_client(stack, "dynamodb")
     time.sleep(2)  # let the previous generation's stragglers finish before counting
     calls.clear()
-    transaction_items.clear()
+    write_units.clear()
+    writes.clear()
     durations.clear()
+    _weigher[:] = [table]
     generation_id = api.post("/v1/generations", json=BODY).json()["id"]
     key = {"pk": {"S": f"GEN#{generation_id}"}, "sk": {"S": "GEN"}}
     table_name = get_settings().generations_table
@@ -129,12 +179,13 @@ def measure(
         "aws_calls_by_service": dict(sorted(by_service.items())),
         "aws_calls_by_operation": {f"{s}.{o}": n for (s, o), n in sorted(pipeline.items())},
         "client_status_read_calls": {f"{s}.{o}": n for (s, o), n in sorted(client_read.items())},
-        "dynamodb_transaction_items": dict(transaction_items),
+        "dynamodb_items_written": dict(writes),
+        "dynamodb_write_units": dict(write_units),
         "lambda_invocations": [
             {"function": function, "ms": round(seconds * 1000, 1), "memory_mb": memory}
             for function, seconds, memory in durations
         ],
-        "generation_item_bytes": sum(len(name) + len(json.dumps(value)) for name, value in item.items()),
+        "generation_item_bytes": _item_bytes(item),
     }
 
 

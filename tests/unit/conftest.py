@@ -22,6 +22,7 @@ from kling_pipeline.domain.status import Status
 from kling_pipeline.ids import new_generation_id
 from kling_pipeline.services.generations import validated_request
 from kling_pipeline.store.generations import get_generation_store
+from kling_pipeline.store.slots import get_slot_store
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER = "http://127.0.0.1:9"
@@ -100,6 +101,22 @@ def stored_generation(generation_id: str = "gen_test", *, status: Status = Statu
         request=parse_generation_request({"mode": "text-to-video", "prompt": "x"}),
         deadline_at=now + timedelta(hours=1),
     )
+
+
+def slot_holder(index: int, account: str = "default") -> str | None:
+    """Who holds slot `index` of a Kling account now (None: free)."""
+    store = get_slot_store()
+    return store.view("kling", account, 5).live(store.now()).get(index)
+
+
+def held_by(generation_id: str) -> bool:
+    store = get_slot_store()
+    return store.view("kling", "default", 5).holds(generation_id, store.now()) is not None
+
+
+def take_slot(generation_id: str) -> None:
+    store = get_slot_store()
+    assert store.acquire(store.view("kling", "default", 5), generation_id, lease_s=600) is not None
 
 
 class FakeCreate:

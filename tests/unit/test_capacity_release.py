@@ -19,22 +19,12 @@ from kling_pipeline.services import capacity
 from kling_pipeline.services.generations import create_generation
 from kling_pipeline.services.ingest import IngestMessage, ingest
 from kling_pipeline.store.generations import get_generation_store
-from kling_pipeline.store.slots import SlotStore, get_slot_store
+from kling_pipeline.store.slots import SlotStore
 
-from .conftest import PROVIDER, stored_generation
+from .conftest import PROVIDER, held_by, stored_generation, take_slot
 
 KLING_CREATE = f"{PROVIDER}/v1/videos/omni-video"
 KLING_TASKS = rf"{PROVIDER}/v1/videos/[a-z0-9-]+"
-
-
-def held_by(generation_id: str) -> bool:
-    store = get_slot_store()
-    return store.view("kling", "default", 5).holds(generation_id, store.now()) is not None
-
-
-def take_slot(generation_id: str) -> None:
-    store = get_slot_store()
-    assert store.acquire(store.view("kling", "default", 5), generation_id, lease_s=600) is not None
 
 
 @respx.mock(assert_all_called=False)

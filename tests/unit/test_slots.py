@@ -181,6 +181,29 @@ def test_each_line_counts_what_waits_in_it_without_reading_it(table: object) -> 
     assert queue.tenants(1.0) == []  # nothing waiting: skipped without reading the line
 
 
+def test_the_total_over_every_line_moves_with_each_line_and_mends_a_stale_count(table: object) -> None:
+    queue = QueueStore(table)  # type: ignore[arg-type]
+    for tenant, n in (("a", 0), ("a", 1), ("b", 2)):
+        queue.enqueue(entry(tenant, n), expires_at=2e9)
+    queue.enqueue(entry("a", 0), expires_at=2e9)  # already in line
+    assert queue.waiting() == 3
+    head = queue.heads("a")[0]
+    assert queue.claim(head) and not queue.claim(head)
+    assert queue.waiting() == 2
+    queue.put_back(head)
+    queue.put_back(head)  # back already: counted once
+    assert queue.waiting() == 3
+    # A tenant's count left over with nothing in its line (an item from before a crash): the recount takes
+    # it off the tenant and the total alike.
+    for item in queue.heads("b", 5):
+        table.delete_item(Key={"pk": queue.partition("b"), "sk": item.sort_key})  # type: ignore[attr-defined]
+    queue.recount("b")
+    assert queue.waiting() == 2 and {line.tenant_id: line.waiting for line in queue.lines(1.0)}["b"] == 0
+    # A total changed since it was read is never zeroed.
+    queue.reset_total(seen=5)
+    assert queue.waiting() == 2
+
+
 def test_forgetting_an_account_restores_its_configured_limit(slots: SlotStore) -> None:
     slots.acquire(slots.view("kling", "a", 5), "gen_1", lease_s=600)
     slots.throttled(slots.view("kling", "a", 5), base_backoff_s=10)

@@ -4,11 +4,13 @@ and a copy remembered from an earlier read never lets a writer undo another."""
 from __future__ import annotations
 
 from collections import Counter
+from decimal import Decimal
 
 import boto3
 
 from kling_pipeline.caches import reset_caches
-from kling_pipeline.domain.generation import Generation
+from kling_pipeline.domain.generation import Generation, GenerationError
+from kling_pipeline.domain.money import ActualCost
 from kling_pipeline.domain.status import Status
 from kling_pipeline.store.generations import GenerationStore, get_generation_store
 
@@ -94,3 +96,30 @@ def test_an_update_of_a_missing_document_writes_nothing(pipeline_aws: None) -> N
     assert "Item" not in boto3.resource("dynamodb").Table("generations").get_item(
         Key=store.key("gen_missing")
     )
+
+
+def test_a_generation_reads_back_exactly_as_written_though_its_defaults_are_not_stored(
+    pipeline_aws: None,
+) -> None:
+    queued = stored_generation("gen_defaults", status=Status.QUEUED).model_copy(
+        update={"provider": None, "provider_task_id": None, "progress": 0, "metadata": {}}
+    )
+    finished = stored_generation("gen_full", status=Status.FAILED).model_copy(
+        update={
+            "account": "second",
+            "slot": 0,
+            "slot_released": True,
+            "announced": True,
+            "progress": 100,
+            "metadata": {"order": "42"},
+            "error": GenerationError(code="content_policy", message="refused"),
+            "actual_cost": ActualCost(usd=Decimal("0"), basis="not_billed"),
+            "submit_attempts": 2,
+        }
+    )
+    store = get_generation_store()
+    for generation in (queued, finished):
+        store.create(generation)
+        assert another_process().get(generation.id) == generation
+    item = boto3.resource("dynamodb").Table("generations").get_item(Key=store.key("gen_defaults"))["Item"]
+    assert "announced" not in str(item["doc"]) and "slot" not in str(item["doc"])  # left at their defaults

@@ -79,6 +79,7 @@ class Generation(BaseModel):
     reserved_usd: Amount = ZERO
     submitted_at: datetime | None = None  # when the provider accepted the task (observed task times)
     slot: int | None = None  # which of its account's slots the task holds: freed in one write, no lookup
+    slot_released: bool = False  # the final write freed that slot itself: nobody needs to look again
 
     def public(self) -> dict[str, Any]:
         """The JSON body users see (tenant and internal bookkeeping left out)."""
@@ -96,6 +97,7 @@ _INTERNAL_FIELDS = {
     "reserved_usd",
     "submitted_at",
     "slot",
+    "slot_released",
 }
 
 

@@ -4,8 +4,12 @@ across tenants.
 
 - A create takes a slot (store/slots.py) on the account with the most free slots of the cheapest provider
   that has one (`AccountSlots`, the router's `Admission`) before calling the provider; the slot is given
-  back when the create fails, and released when the generation reaches its final state (`finished`).
+  back when the create fails, and released by the generation's final write (`FinalWrite`).
   A crashed holder's slot comes back when its lease runs out (`SLOT_LEASE_S`).
+- Uncontended, none of this costs a call of its own: the create's write takes its slot where this process
+  last saw one free, on condition that nobody waits (`offer`), and the final write frees it and records the
+  task time, on condition that nobody waits (else it frees it anyway and nudges the queue). A condition
+  refused costs one more call and leads to the way that reads first.
 - Every generation enters the queue (store/queue.py) when created; `refill` starts queued generations
   while some account has a free slot. It runs when a generation is created, when a task ends (the
   submit queue gets a nudge; event-driven, so a freed slot is refilled at once) and on each queued
@@ -20,12 +24,14 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from pydantic import BaseModel
@@ -39,9 +45,13 @@ from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import SERVICE, logger, metrics
 from kling_pipeline.providers.base import Provider, ProviderName
 from kling_pipeline.providers.registry import Account, get_accounts
+from kling_pipeline.store.documents import TransactItem
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.queue import QueueEntry, get_queue_store
 from kling_pipeline.store.slots import AccountView, Slot, get_slot_store
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import UpdateTypeDef
 
 _LOOK_AHEAD = 5  # a tenant's queued generations looked at per turn when the first cannot run
 _MAX_STARTS_PER_REFILL = 10  # keeps a refill well inside the submitter's 120 s
@@ -82,14 +92,16 @@ class AccountSlots:
         accounts = get_accounts().get(provider.name, [])
         if self.generation.request.elements:
             accounts = accounts[:1]  # custom elements exist on the provider's first account only
-        store, settings = get_slot_store(), get_settings()
+        if (granted := self._taken_at_create(provider, accounts)) is not None:
+            return granted
+        store = get_slot_store()
         now = store.now()
         hinted = _VIEWS.get() or {}
         views = [
             (
                 account,
                 hinted.get((provider.name.value, account.name))
-                or store.view(provider.name.value, account.name, account.concurrency),
+                or _view(provider.name.value, account.name, account.concurrency),
             )
             for account in accounts
         ]
@@ -97,8 +109,7 @@ class AccountSlots:
         # exist), then the emptiest account (spread the load).
         views.sort(key=lambda pair: (pair[1].holds(self.generation.id, now) is None, -pair[1].free(now)))
         for account, view in views:
-            lease_s = settings.slot_lease_s or settings.task_deadline_s + 600
-            slot = store.acquire(view, self.generation.id, lease_s=lease_s)
+            slot = store.acquire(view, self.generation.id, lease_s=_slot_lease_s())
             if slot is None:
                 continue
             self.granted = (account, view, slot)
@@ -106,6 +117,29 @@ class AccountSlots:
             # The router's own adapter is the first account's (wrapped for custom elements).
             return provider if account is accounts[0] else account.adapter
         return None
+
+    def _taken_at_create(self, provider: Provider, accounts: list[Account]) -> Provider | None:
+        """The slot the create's own write took (`offer`), if it is on this provider: no read needed. One
+        on another provider (the first one failed over) is freed."""
+        offered = _TAKEN_AT_CREATE.pop(self.generation.id, None)
+        if offered is None:
+            return None
+        account = next((a for a in accounts if a.name == offered.account), None)
+        if offered.provider != provider.name.value or account is None:
+            limit = _limit(offered.provider, offered.account)
+            get_slot_store().release(
+                offered.provider, offered.account, self.generation.id, limit=limit, index=offered.index
+            )
+            return None
+        view = _SEEN.get((offered.provider, offered.account)) or AccountView(
+            offered.provider, offered.account, account.concurrency
+        )
+        self.granted = (
+            account,
+            view,
+            Slot(offered.provider, offered.account, offered.index, self.generation.id),
+        )
+        return provider if account is accounts[0] else account.adapter
 
     def give_back(self, provider: Provider, error: ProviderError) -> None:
         if self.granted is None:
@@ -115,7 +149,7 @@ class AccountSlots:
         store = get_slot_store()
         if error.kind == "throttled":
             # Read again: the view this slot was taken with may be a refill's, older than other takes.
-            fresh = store.view(view.provider, view.account, view.limit)
+            fresh = _view(view.provider, view.account, view.limit)
             store.throttled(fresh, base_backoff_s=get_settings().account_backoff_s)
             _account_metric("AccountThrottled", view, 1, MetricUnit.Count)
             logger.warning(
@@ -128,6 +162,94 @@ class AccountSlots:
         """The create went through: an account recovering from a backoff gets one more slot."""
         if self.granted is not None:
             get_slot_store().recovered(self.granted[1])
+
+
+# -- the create's own slot -----------------------------------------------------------------------------
+
+# Each account's slots as this process last read them (its own takes and frees kept up to date): where a
+# create's slot is likely free. Only a guess: the conditions of the create's write decide.
+_SEEN: dict[tuple[str, str], AccountView] = {}
+
+
+class _QueueSeen:
+    """Whether this process last saw someone waiting: then creates line up the way that reads first."""
+
+    someone_waits = False
+
+
+_QUEUE_SEEN = _QueueSeen()
+
+
+@dataclass(frozen=True)
+class SlotOffer:
+    """A slot a create takes with its own write (the generation, its budget reservation and this, one
+    transaction): on condition that nobody waits and the account is not backed off."""
+
+    provider: str
+    account: str
+    index: int
+    items: list[TransactItem]
+
+
+# Slots the create's write took, by generation: its submit, in the same process, starts from them.
+_TAKEN_AT_CREATE: dict[str, SlotOffer] = {}
+
+
+def offer(generation: Generation, provider: str | None) -> SlotOffer | None:
+    """A slot on `provider` (the create's first choice) for the create's write to take: the lowest free
+    one of the account with the most free, as last seen here. None while someone was seen waiting, or no
+    slot was seen free: the create then lines up (`admit`)."""
+    if provider is None or _QUEUE_SEEN.someone_waits:
+        return None
+    accounts = get_accounts().get(ProviderName(provider), [])
+    if generation.request.elements:
+        accounts = accounts[:1]  # custom elements exist on the provider's first account only
+    store = get_slot_store()
+    now = store.now()
+    best: tuple[int, Account, int] | None = None
+    for account in accounts:
+        view = _SEEN.get((provider, account.name)) or AccountView(provider, account.name, account.concurrency)
+        if now < view.backoff_until:
+            continue
+        live = view.live(now)
+        free = [
+            index for index in range(min(view.limit, view.effective_limit or view.limit)) if index not in live
+        ]
+        if free and (best is None or len(free) > best[0]):
+            best = (len(free), account, free[0])
+    if best is None:
+        return None
+    _, account, index = best
+    items = [
+        get_queue_store().nobody_waits_check(),
+        *store.take_items(provider, account.name, index, generation.id, lease_s=_slot_lease_s()),
+    ]
+    return SlotOffer(provider, account.name, index, items)
+
+
+def took(generation: Generation, offered: SlotOffer) -> None:
+    """The create's write took the offered slot: its submit uses it."""
+    _TAKEN_AT_CREATE[generation.id] = offered
+    while len(_TAKEN_AT_CREATE) > _RELEASED_KEPT:
+        del _TAKEN_AT_CREATE[next(iter(_TAKEN_AT_CREATE))]
+    seen = _SEEN.get((offered.provider, offered.account))
+    if seen is not None:
+        seen.holders[offered.index] = (generation.id, get_slot_store().now() + _slot_lease_s())
+
+
+def declined(offered: SlotOffer, reasons: list[dict[str, Any]]) -> None:
+    """The create's write was refused by the offer's conditions (`reasons`, in the order of its items):
+    someone waits, or the account is not as last seen. The next create reads first."""
+    waits, *account = (_refused(reason) for reason in reasons)
+    if waits:
+        _QUEUE_SEEN.someone_waits = True
+    if any(account):
+        _SEEN.pop((offered.provider, offered.account), None)
+
+
+def _slot_lease_s() -> float:
+    settings = get_settings()
+    return settings.slot_lease_s or settings.task_deadline_s + 600
 
 
 def holds_slot(generation: Generation, views: Views | None = None) -> bool:
@@ -145,7 +267,9 @@ def release(generation: Generation, *, task_ended: bool = False) -> None:
     stopped it). Without that, a generation that ended on our side while its task may still run there
     (`task_may_run`) keeps its slot until the lease: the account would otherwise take one task too many.
     """
-    if generation.provider is None or generation.account is None or generation.id in _RELEASED:
+    if generation.provider is None or generation.account is None:
+        return
+    if generation.slot_released or generation.id in _RELEASED:
         return
     if not task_ended and task_may_run(generation):
         return
@@ -155,9 +279,7 @@ def release(generation: Generation, *, task_ended: bool = False) -> None:
         if store.release(
             generation.provider, generation.account, generation.id, limit=limit, index=generation.slot
         ):
-            _RELEASED[generation.id] = None
-            while len(_RELEASED) > _RELEASED_KEPT:
-                _RELEASED.popitem(last=False)
+            _released(generation)
             if not _nobody_waits():  # read after the release: a create that queued since sees the slot
                 nudge()
     except Exception:
@@ -170,10 +292,23 @@ _RELEASED: OrderedDict[str, None] = OrderedDict()
 _RELEASED_KEPT = 1000
 
 
+def _released(generation: Generation) -> None:
+    _RELEASED[generation.id] = None
+    while len(_RELEASED) > _RELEASED_KEPT:
+        _RELEASED.popitem(last=False)
+    if generation.account is not None and generation.slot is not None:
+        seen = _SEEN.get((str(generation.provider), generation.account))
+        if seen is not None and seen.holders.get(generation.slot, ("",))[0] == generation.id:
+            del seen.holders[generation.slot]
+
+
 def forget_process_state() -> None:
-    """Drop what this process remembers (freed slots, average task times): tests reuse generation ids."""
+    """Drop what this process remembers (freed slots, slots seen, average task times): tests reuse ids."""
     _RELEASED.clear()
     _AVERAGES.clear()
+    _SEEN.clear()
+    _TAKEN_AT_CREATE.clear()
+    _QUEUE_SEEN.someone_waits = False
 
 
 # Our own final states that say nothing about the provider's task (it may still be running).
@@ -191,20 +326,82 @@ def task_may_run(generation: Generation) -> bool:
     return generation.error is not None and generation.error.code in _TASK_MAY_RUN
 
 
-def finished(generation: Generation) -> None:
-    """A generation reached its final state: record its task time, give its slot back, refill."""
-    if generation.submitted_at is not None and generation.status is Status.SUCCEEDED:
-        _record_duration(generation, (utcnow() - generation.submitted_at).total_seconds())
-    release(generation)
+class FinalWrite:
+    """Capacity's part of a generation's final write, in the same transaction: its task time, its slot
+    freed (unless the task may still run at the provider), and a check that nobody waits — when someone
+    does, the write is made again without the check and the queue is nudged (`after`). A slot no longer
+    ours (its lease ran out and someone else took it) is left out the same way."""
+
+    def __init__(self) -> None:
+        self.free_slot = True
+        self.check_queue = True
+        self.someone_waits = False
+        self._kinds: list[str] = []
+
+    def prepare(self, generation: Generation) -> Generation:
+        """The final generation as written: whether this write frees its slot."""
+        frees = (
+            self.free_slot
+            and generation.provider is not None
+            and generation.account is not None
+            and generation.slot is not None
+            and generation.id not in _RELEASED
+            and not generation.slot_released
+            and not task_may_run(generation)
+        )
+        return generation.model_copy(update={"slot_released": frees}) if frees else generation
+
+    def items(self, generation: Generation) -> list[TransactItem]:
+        items: list[TransactItem] = []
+        self._kinds = []
+        if (seconds := _observed_seconds(generation)) is not None:
+            items.append(_duration_item(generation, seconds))
+            self._kinds.append("task time")
+        if generation.slot_released and generation.id not in _RELEASED:
+            assert generation.provider and generation.account and generation.slot is not None
+            slots = get_slot_store()
+            items.append(
+                slots.release_item(generation.provider, generation.account, generation.slot, generation.id)
+            )
+            self._kinds.append("slot")
+            if self.check_queue:
+                items.append(get_queue_store().nobody_waits_check())
+                self._kinds.append("queue")
+        return items
+
+    def refused(self, reasons: list[dict[str, Any]]) -> bool:
+        """Its items' share of a refused transaction (in order): True when one of them refused it, and the
+        write is to be made again without it."""
+        refused = {kind for kind, reason in zip(self._kinds, reasons, strict=False) if _refused(reason)}
+        if "slot" in refused:
+            self.free_slot = False
+        if "queue" in refused:
+            self.check_queue, self.someone_waits = False, True
+        return bool(refused)
+
+    def after(self, generation: Generation) -> None:
+        """The final write is made: wake the queue if its slot was freed while someone waits; free a slot
+        the write could not (no index known, a crash left it) the way that reads first. Best effort."""
+        if generation.slot_released:
+            _released(generation)
+            if self.someone_waits:
+                nudge()
+        elif self.free_slot:
+            release(generation)
+
+
+def _refused(reason: dict[str, Any]) -> bool:
+    return reason.get("Code") == "ConditionalCheckFailed"
 
 
 def _nobody_waits() -> bool:
-    """No generation is in any line (one consistent read of the tenants' counts); False when unknown."""
+    """No generation is in any line (one consistent read of the total); False when unknown."""
     try:
-        return not get_queue_store().tenants(get_slot_store().now())
+        _QUEUE_SEEN.someone_waits = get_queue_store().waiting() > 0
     except Exception:
         logger.exception("queue not read; acting as if someone waits")
         return False
+    return not _QUEUE_SEEN.someone_waits
 
 
 def took_a_slot_before(generation: Generation) -> bool:
@@ -234,11 +431,14 @@ def enqueue(generation: Generation, provider: str | None) -> None:
     get_queue_store().enqueue(_entry(generation, provider), expires_at=deadline.timestamp() + 3600)
 
 
-def admit(generation: Generation, provider: str | None, start: Start) -> Generation:
+def admit(
+    generation: Generation, provider: str | None, start: Start, *, slot_taken: bool = False
+) -> Generation:
     """A just-written generation: into its tenant's line, then start what the free slots allow (this one
     if it is next); returns it as it is now, with its place in line when it waits. Never raises: the
-    generation is written and its safety net (services/submitter.py) puts it in line if this could not."""
-    if _nobody_waits():
+    generation is written and its safety net (services/submitter.py) puts it in line if this could not.
+    `slot_taken`: the create's write took a slot, nobody waiting (`offer`): start it at once."""
+    if slot_taken or _nobody_waits():
         # Nothing to be fair to: start it at once, without a line (a few calls instead of a refill's).
         try:
             started = start(generation)
@@ -284,6 +484,8 @@ def refill(start: Start, views: Views | None = None) -> int:
         return 0
     started = 0
     tenants = queue.tenants(now)
+    if not tenants:
+        _zero_a_stale_total(now)
     served: list[str] = []
     oldest: datetime | None = None
     token = _VIEWS.set(views)  # the views just read: `AccountSlots.take` need not read them again
@@ -309,6 +511,14 @@ def refill(start: Start, views: Views | None = None) -> int:
             name="OldestQueuedSeconds", unit=MetricUnit.Seconds, value=(utcnow() - oldest).total_seconds()
         )
     return started
+
+
+def _zero_a_stale_total(now: float) -> None:
+    """No line shows anyone waiting, yet the total may count some (a tenant item expired with its count):
+    read the total, then the lines again, and zero it only if it did not change meanwhile."""
+    seen = get_queue_store().waiting()
+    if seen and not get_queue_store().tenants(now):
+        get_queue_store().reset_total(seen)
 
 
 def _turn(
@@ -388,12 +598,18 @@ def _runnable_on(generation: Generation, free: dict[tuple[str, str], int]) -> li
 
 def account_views() -> Views:
     """Every account's slots, by (provider, account): one query each."""
-    store = get_slot_store()
     return {
-        (provider.value, account.name): store.view(provider.value, account.name, account.concurrency)
+        (provider.value, account.name): _view(provider.value, account.name, account.concurrency)
         for provider, accounts in get_accounts().items()
         for account in accounts
     }
+
+
+def _view(provider: str, account: str, limit: int) -> AccountView:
+    """The account's slots as read now, remembered for the next create's `offer`."""
+    view = get_slot_store().view(provider, account, limit)
+    _SEEN[(provider, account)] = view
+    return view
 
 
 def _next_free_moment(views: dict[tuple[str, str], AccountView], now: float) -> float | None:
@@ -522,17 +738,30 @@ def _duration_key(provider: str, generation: Generation) -> dict[str, str]:
     }
 
 
-def _record_duration(generation: Generation, seconds: float) -> None:
-    if generation.provider is None:
-        return
-    try:
-        _table().update_item(
-            Key=_duration_key(generation.provider, generation),
-            UpdateExpression="ADD total_s :s, tasks :one",
-            ExpressionAttributeValues={":s": Decimal(str(round(seconds, 3))), ":one": 1},
-        )
-    except Exception:
-        logger.exception("task time not recorded")
+# One task in this many adds its time to the averages the queue's start estimates use: an average needs a
+# sample, not every task, and each addition is a write billed on every generation's final write.
+_TASK_TIME_SAMPLE = 4
+
+
+def _observed_seconds(generation: Generation) -> float | None:
+    """The task time of a succeeded generation, if it goes into the averages (a fixed quarter of the
+    generations, by id, so retries of the final write decide alike)."""
+    if generation.submitted_at is None or generation.status is not Status.SUCCEEDED:
+        return None
+    if zlib.crc32(generation.id.encode()) % _TASK_TIME_SAMPLE:
+        return None
+    return (utcnow() - generation.submitted_at).total_seconds()
+
+
+def _duration_item(generation: Generation, seconds: float) -> TransactItem:
+    """The observed task time added to its provider/mode/duration's sums (never refused)."""
+    update: UpdateTypeDef = {
+        "TableName": _table().name,
+        "Key": _duration_key(str(generation.provider), generation),
+        "UpdateExpression": "ADD total_s :s, tasks :one",
+        "ExpressionAttributeValues": {":s": Decimal(str(round(seconds, 3))), ":one": 1},
+    }
+    return {"Update": update}
 
 
 # Averages read in this process, kept for a while: an estimate needs no fresher figure, and a queued
@@ -618,15 +847,19 @@ __all__ = [
     "REFILL",
     "AccountSlots",
     "CapacityView",
+    "FinalWrite",
+    "SlotOffer",
     "account_views",
     "admit",
     "capacity_view",
+    "declined",
     "dequeue",
     "enqueue",
-    "finished",
     "nudge",
+    "offer",
     "queue_info",
     "refill",
     "release",
+    "took",
     "took_a_slot_before",
 ]

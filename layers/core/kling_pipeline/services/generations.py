@@ -49,6 +49,7 @@ from kling_pipeline.services.deadlines import check_deadline, first_wait_s, retr
 from kling_pipeline.services.elements import element_router
 from kling_pipeline.services.inputs import check_inputs, with_presigned_inputs
 from kling_pipeline.services.tokens import callback_token
+from kling_pipeline.store.documents import AlongRefused, TransactItem
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.media import get_media_store
 from kling_pipeline.store.request_keys import get_request_keys
@@ -104,21 +105,44 @@ def create_generation(
     safety_net = SubmitMessage(generation_id=generation.id)
     messaging.send(get_settings().submit_queue_url, safety_net, delay_s=first_wait_s(generation))
     # The budget reservation and the generation are one transaction: neither exists without the other.
-    # BudgetExceeded writes nothing (the safety net then finds no generation and ends there).
-    budgets.reserve(
-        tenant_id,
-        estimated_cost,
-        now=now,
-        along_with=lambda reservation: get_generation_store().create(generation, along=reservation),
-    )
+    # BudgetExceeded writes nothing (the safety net then finds no generation and ends there). The same
+    # write takes a provider slot when nobody waits (services.capacity.offer).
+    provider = request.provider or (estimate.chosen.value if estimate.chosen else None)
+    slot = _SlotAlong(generation, capacity.offer(generation, provider))
+    budgets.reserve(tenant_id, estimated_cost, now=now, along_with=slot.create)
     logger.append_keys(generation_id=generation.id)
     # Into its tenant's line, then start whatever the free slots allow (this one if it is next).
-    admitted = capacity.admit(
-        generation, estimate.chosen.value if estimate.chosen else request.provider, submit
-    )
+    admitted = capacity.admit(generation, provider, submit, slot_taken=slot.taken)
     if admitted.status is Status.QUEUED:
         release_submit_lease(generation)  # it waits in line: the queue's timers may look at it again
     return admitted
+
+
+class _SlotAlong:
+    """The create's write with the slot it offers to take: refused for the slot alone (someone waits, the
+    account is busier than last seen), the generation is written without it and lines up."""
+
+    def __init__(self, generation: Generation, offered: capacity.SlotOffer | None) -> None:
+        self.generation = generation
+        self.offered = offered
+        self.taken = False
+
+    def create(self, reservation: list[TransactItem]) -> None:
+        store = get_generation_store()
+        if self.offered is None:
+            store.create(self.generation, along=reservation)
+            return
+        try:
+            store.create(self.generation, along=reservation + self.offered.items)
+        except AlongRefused as refused:
+            budget, slot = refused.reasons[: len(reservation)], refused.reasons[len(reservation) :]
+            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in budget):
+                raise AlongRefused(budget) from None  # the budget's to judge (budgets.reserve)
+            capacity.declined(self.offered, slot)
+            store.create(self.generation, along=reservation)
+            return
+        capacity.took(self.generation, self.offered)
+        self.taken = True
 
 
 def release_submit_lease(holder: Generation) -> None:

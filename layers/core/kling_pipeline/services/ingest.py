@@ -97,9 +97,6 @@ def ingest_generation(generation: Generation, *, leased: bool = False) -> Genera
 def apply_task(generation: Generation, task: ProviderTask, *, leased: bool = False) -> Generation | None:
     """Record what the provider says; the status only ever moves forward."""
     store = get_generation_store()
-    if task.status.is_terminal:
-        # The account's slot is free now (the download does not need it); best effort, never in the way.
-        capacity.release(generation, task_ended=True)
     if task.status is Status.FAILED:
         error = task.error
         return lifecycle.fail(

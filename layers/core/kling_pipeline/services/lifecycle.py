@@ -27,7 +27,7 @@ from kling_pipeline.domain.status import Status
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.services import budgets, capacity, webhooks
-from kling_pipeline.store.documents import AlongRefused
+from kling_pipeline.store.documents import AlongRefused, TransactItem
 from kling_pipeline.store.generations import get_generation_store
 
 SUCCEEDED_EVENT = "Generation Succeeded"
@@ -43,7 +43,7 @@ NOT_BILLED = ActualCost(usd=ZERO, basis="not_billed")
 
 def succeed(generation_id: str, outputs: list[Output], actual_cost: ActualCost) -> Generation | None:
     claim = _claim_expiry()
-    generation, settled = _end(
+    generation, settled, final = _end(
         generation_id,
         Status.SUCCEEDED,
         outputs=outputs,
@@ -57,7 +57,7 @@ def succeed(generation_id: str, outputs: list[Output], actual_cost: ActualCost) 
         metrics.add_metric(name="GenerationCostUsd", unit=MetricUnit.NoUnit, value=float(actual_cost.usd))
         latency = (utcnow() - generation.created_at).total_seconds()
         metrics.add_metric(name="RequestToStoredSeconds", unit=MetricUnit.Seconds, value=latency)
-        capacity.finished(generation)  # best effort: its slot, its task time
+        final.after(generation)  # its slot, if the write could not free it; the queue nudged
         _publish(generation, settled=settled)
     else:
         _announce_if_final(generation_id, own_claim=claim)
@@ -75,7 +75,7 @@ def fail(
             "provider failure text", extra={"generation_id": generation_id, "provider_message": message}
         )
     claim = _claim_expiry()
-    generation, settled = _end(
+    generation, settled, final = _end(
         generation_id,
         Status.FAILED,
         error=GenerationError(code=code, message=public),
@@ -85,23 +85,55 @@ def fail(
     if generation is not None:
         metrics.add_metric(name="GenerationFailed", unit=MetricUnit.Count, value=1)
         logger.info("generation failed", extra={"generation_id": generation_id, "code": code})
-        capacity.finished(generation)  # best effort: its slot, its task time
+        final.after(generation)  # its slot, if the write could not free it; the queue nudged
         _publish(generation, settled=settled)
     else:
         _announce_if_final(generation_id, own_claim=claim)
     return generation
 
 
-def _end(generation_id: str, to: Status, **changes: Any) -> tuple[Generation | None, bool]:
-    """The final status, with the budget's settlement in the same transaction (no call of its own);
-    whether it was settled there. A settlement refused (settled before: not on any path we know of) is
-    left to the announce, which settles once by its marker."""
+def _end(
+    generation_id: str, to: Status, **changes: Any
+) -> tuple[Generation | None, bool, capacity.FinalWrite]:
+    """The final status, in one transaction with the budget's settlement and capacity's part (the task
+    time, the slot freed: `capacity.FinalWrite`); whether it was settled there. A part that refuses its
+    condition is left out and the write made again: the slot freed the way that reads first, or the
+    settlement (refused when settled before: not on any path we know of) left to the announce, which
+    settles once by its marker."""
     store = get_generation_store()
-    try:
-        return store.transition(generation_id, to, along=budgets.settlement, **changes), True
-    except AlongRefused:
-        logger.warning("settlement not made with the final status", extra={"generation_id": generation_id})
-        return store.transition(generation_id, to, **changes), False
+    final = capacity.FinalWrite()
+    settlement = _Settlement()
+    for _ in range(3):
+        try:
+            generation = store.transition(
+                generation_id,
+                to,
+                along=lambda moved: settlement.items(moved) + final.items(moved),
+                prepare=final.prepare,
+                **changes,
+            )
+        except AlongRefused as refused:
+            if not final.refused(refused.reasons[settlement.count :]):
+                logger.warning(
+                    "settlement not made with the final status", extra={"generation_id": generation_id}
+                )
+                settlement.wanted = False
+            continue
+        return generation, settlement.wanted, final
+    raise RuntimeError(f"the final write of {generation_id} kept being refused")
+
+
+class _Settlement:
+    """The budget's settlement as the final write's first items (how many: to tell their refusals)."""
+
+    def __init__(self) -> None:
+        self.wanted = True
+        self.count = 0
+
+    def items(self, generation: Generation) -> list[TransactItem]:
+        items = budgets.settlement(generation) if self.wanted else []
+        self.count = len(items)
+        return items
 
 
 def _claim_expiry() -> datetime:

@@ -62,15 +62,18 @@ class GenerationStore(DocumentStore[Generation]):
         to: Status,
         *,
         along: Callable[[Generation], list[TransactItem]] | None = None,
+        prepare: Callable[[Generation], Generation] | None = None,
         **changes: Any,
     ) -> Generation | None:
         """Move forward to `to` (and set `changes`) unless the status already moved past it; `along`:
-        writes that go with the move, in the same transaction (DocumentStore.update)."""
+        writes that go with the move, in the same transaction (DocumentStore.update); `prepare`: the
+        moved generation's last touch, deciding on it as it will be written (what `along` then sees)."""
 
         def mutate(generation: Generation) -> Generation | None:
             if not generation.status.can_move_to(to):
                 return None
-            return generation.model_copy(update={"status": to, **changes})
+            moved = generation.model_copy(update={"status": to, **changes})
+            return moved if prepare is None else prepare(moved)
 
         return self.update(generation_id, mutate, along=along)
 

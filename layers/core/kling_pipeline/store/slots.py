@@ -20,15 +20,16 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from kling_pipeline.store.documents import is_condition_failure
+from kling_pipeline.store.documents import TransactItem, is_condition_failure
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_dynamodb.type_defs import ConditionCheckTypeDef, PutTypeDef, UpdateTypeDef
 
 _BACKOFF_MAX_S = 600.0
 _PROBE_EVERY = 10  # backoffs of quiet before one more slot is tried
@@ -144,21 +145,47 @@ class SlotStore:
     def _take(self, view: AccountView, index: int, holder: str, *, now: float, lease_s: float) -> bool:
         try:
             self._table.put_item(
-                Item={
-                    "pk": self.partition(view.provider, view.account),
-                    "sk": f"SLOT#{index:03d}",
-                    "holder": holder,
-                    "lease_until": _number(now + lease_s),
-                    "taken_at": _number(now),
-                },
-                ConditionExpression="attribute_not_exists(holder) OR lease_until < :now OR holder = :me",
-                ExpressionAttributeValues={":now": _number(now), ":me": holder},
+                **self._take_write(view.provider, view.account, index, holder, now=now, lease_s=lease_s)
             )
         except ClientError as exc:
             if is_condition_failure(exc):
                 return False
             raise
         return True
+
+    def _take_write(
+        self, provider: str, account: str, index: int, holder: str, *, now: float, lease_s: float
+    ) -> dict[str, Any]:
+        """The conditional put that takes slot `index` for `holder`: free, run out, or its own already."""
+        return {
+            "Item": {
+                "pk": self.partition(provider, account),
+                "sk": f"SLOT#{index:03d}",
+                "holder": holder,
+                "lease_until": _number(now + lease_s),
+                "taken_at": _number(now),
+            },
+            "ConditionExpression": "attribute_not_exists(holder) OR lease_until < :now OR holder = :me",
+            "ExpressionAttributeValues": {":now": _number(now), ":me": holder},
+        }
+
+    def take_items(
+        self, provider: str, account: str, index: int, holder: str, *, lease_s: float
+    ) -> list[TransactItem]:
+        """Taking slot `index` as transaction items, for a write that takes it along (the create): the
+        account is not backed off and `index` is below its effective limit (a lowered limit's probe slot
+        is left to a take that reads the account), and the slot is free."""
+        now = self.now()
+        state: ConditionCheckTypeDef = {
+            "TableName": self._table.name,
+            "Key": {"pk": self.partition(provider, account), "sk": "STATE"},
+            "ConditionExpression": "attribute_not_exists(pk) OR (backoff_until < :now "
+            "AND (attribute_not_exists(effective_limit) OR effective_limit > :index))",
+            "ExpressionAttributeValues": {":now": _number(now), ":index": index},
+        }
+        write = self._take_write(provider, account, index, holder, now=now, lease_s=lease_s)
+        take = cast("PutTypeDef", {"TableName": self._table.name, **write})
+        return [{"ConditionCheck": state}, {"Put": take}]
 
     def release(
         self, provider: str, account: str, holder: str, *, limit: int, index: int | None = None
@@ -171,17 +198,26 @@ class SlotStore:
         if index is None:
             return False
         try:
-            self._table.update_item(
-                Key={"pk": self.partition(provider, account), "sk": f"SLOT#{index:03d}"},
-                UpdateExpression="REMOVE holder, lease_until, taken_at",
-                ConditionExpression="holder = :me",
-                ExpressionAttributeValues={":me": holder},
-            )
+            self._table.update_item(**self._release_write(provider, account, index, holder))
         except ClientError as exc:
             if is_condition_failure(exc):
                 return False  # its lease ran out and someone else holds the slot now
             raise
         return True
+
+    def _release_write(self, provider: str, account: str, index: int, holder: str) -> dict[str, Any]:
+        return {
+            "Key": {"pk": self.partition(provider, account), "sk": f"SLOT#{index:03d}"},
+            "UpdateExpression": "REMOVE holder, lease_until, taken_at",
+            "ConditionExpression": "holder = :me",
+            "ExpressionAttributeValues": {":me": holder},
+        }
+
+    def release_item(self, provider: str, account: str, index: int, holder: str) -> TransactItem:
+        """`release` of a known slot as a transaction item, for a write that frees it along (the final
+        status); refused when `holder` no longer holds it."""
+        write = self._release_write(provider, account, index, holder)
+        return {"Update": cast("UpdateTypeDef", {"TableName": self._table.name, **write})}
 
     def throttled(self, view: AccountView, *, base_backoff_s: float) -> None:
         """The account refused a create for its limit although we held a slot: back off and lower the
