@@ -7,7 +7,8 @@ number of `GET /_local/noop` (the front door's own route, no handler: the baseli
 run, on the same machine, at the same time), and replays every callback the simulator has sent (a real,
 authenticated callback: the pipeline takes the receipt and queues an ingest). Latencies are reported as
 p50/p99 and as ratios to the no-op's, which is what stays comparable between machines. Afterwards every
-generation must reach a final state: "lost" counts those that did not. Only 127.0.0.1 is targeted.
+generation written must reach a final state — also those of creates whose answer timed out on the
+generator's side: "lost" counts those that did not. Only 127.0.0.1 is targeted.
 
 Run: `.venv/bin/python -m bench.load` (results in bench/results/load.json).
 """
@@ -150,11 +151,12 @@ def _drive(
     deadline = time.monotonic() + settle_s
     final: dict[str, str] = {}
     while time.monotonic() < deadline:
+        # Every generation written counts, also those of creates whose answer timed out on our side.
         final = {item["id"]: item["status"] for item in list_generations(api)}
-        if all(final.get(gid) in TERMINAL for gid in recorder.created):
+        if all(final.get(gid) in TERMINAL for gid in {*recorder.created, *final}):
             break
         time.sleep(2.0)
-    lost = [gid for gid in recorder.created if final.get(gid) not in TERMINAL]
+    lost = [gid for gid in {*recorder.created, *final} if final.get(gid) not in TERMINAL]
     noop_latencies = recorder.latencies["noop"]
     return {
         "target": {"creates_per_s": rate, "duration_s": duration_s},
@@ -164,6 +166,7 @@ def _drive(
         "noop": summary(noop_latencies),
         "errors": recorder.errors,
         "generations_created": len(recorder.created),
+        "generations_written_unanswered": len(set(final) - set(recorder.created)),
         "final_states": {s: sum(1 for v in final.values() if v == s) for s in sorted(set(final.values()))},
         "lost": len(lost),
     }
