@@ -4,11 +4,15 @@ Three processes, so each is measured alone: the provider simulator (`kling-pipel
 S3 server, and the ingest worker (this file with `--worker`), which runs `open_download` →
 `MediaStore.store_video` exactly as the ingest Lambda does. The worker reports its peak RSS against the
 RSS it had with everything imported and its clients built (its floor), sampled every 5 ms while the ingest
-runs, so the difference is what the download costs. Nothing else runs in the timed section (no tracemalloc:
-it taxes every allocation, and the baseline runs without it).
+runs, so the difference is what the download costs. Like the baseline's `head_bucket`, the worker opens
+one download and reads its first chunk before the floor, so the timed ingest pays no first-use import
+(httpcore, loaded lazily for cold starts; compiled from source where bytecode is not cached). Nothing else
+runs in the timed section (no tracemalloc: it taxes every allocation, and the baseline runs without it).
 The baseline, in the same run: the same bytes, downloaded to local disk first, uploaded by boto3's own
 `upload_file` (its default TransferConfig) to the same moto server, in a process built the same way; the
-ingest's time is reported as a ratio to it.
+ingest's time is reported as a ratio to it. Pairs alternate which side runs first, and each side reports
+the CPU seconds it used and those the simulator and moto used meanwhile (read from /proc), so a ratio
+can be told apart from the load the neighbours put on the machine.
 Run: `make bench` (or `.venv/bin/python -m bench.ingest_memory`).
 """
 
@@ -64,6 +68,32 @@ def _rss_mib() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def _process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) another process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PeerCpu:
+    """CPU seconds the simulator and moto (their pids in BENCH_PEER_PIDS) use during a timed section."""
+
+    def __init__(self) -> None:
+        names = ("simulator", "moto")
+        pids = os.environ.get("BENCH_PEER_PIDS", "")
+        self._pids = dict(zip(names, (int(pid) for pid in pids.split(",") if pid), strict=False))
+        self.used: dict[str, float] = {}
+
+    def __enter__(self) -> PeerCpu:
+        self._before = {name: _process_cpu_seconds(pid) for name, pid in self._pids.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.used = {
+            f"{name}_cpu_seconds": round(_process_cpu_seconds(pid) - self._before[name], 2)
+            for name, pid in self._pids.items()
+        }
+
+
 def _cpu_seconds() -> float:
     """CPU time (user + system) of this process, all threads: the sampler's share is a few ms."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -99,10 +129,12 @@ def worker(url: str, key: str) -> dict[str, Any]:
 
     media = get_media_store()
     media.presign_get(BUCKET, "warm-up", 60)  # build the client before measuring the floor
+    with open_download(url) as chunks:  # and the download path (httpcore and its TLS context)
+        next(iter(chunks))
     floor = _rss_mib()
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
-    with PeakSampler() as sampler, open_download(url) as chunks:
+    with PeerCpu() as peers, PeakSampler() as sampler, open_download(url) as chunks:
         stored = media.store_video(key, chunks, source="bench")
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before
@@ -114,8 +146,9 @@ def worker(url: str, key: str) -> dict[str, Any]:
     return {
         "bytes": stored.bytes,
         "sha256": stored.sha256,
-        "seconds": round(seconds, 2),
+        "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 2),
+        **peers.used,
         "download_only_seconds": round(download_only, 2),
         "throughput_mib_s": round(stored.bytes / MIB / seconds, 1),
         "rss_floor_mib": round(floor, 1),
@@ -133,9 +166,10 @@ def baseline(path: str, key: str) -> dict[str, Any]:
     client.head_bucket(Bucket=BUCKET)  # build the client and its connection before timing
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
-    client.upload_file(path, BUCKET, key)
+    with PeerCpu() as peers:
+        client.upload_file(path, BUCKET, key)
     seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 3), "cpu_seconds": round(_cpu_seconds() - cpu_before, 2)}
+    return {"seconds": round(seconds, 3), "cpu_seconds": round(_cpu_seconds() - cpu_before, 2), **peers.used}
 
 
 def _run_worker(env: dict[str, str], *args: str) -> dict[str, Any]:
@@ -177,7 +211,7 @@ def _download_to(url: str, path: str) -> str:
     return digest.hexdigest()
 
 
-def main(sizes_mib: list[int], repeats: int = 5) -> dict[str, Any]:
+def main(sizes_mib: list[int], repeats: int = 7) -> dict[str, Any]:
     bin_dir = Path(sys.executable).parent
     sim_port, aws_port = _free_port(), _free_port()
     sim_url, aws_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{aws_port}"
@@ -202,6 +236,7 @@ def main(sizes_mib: list[int], repeats: int = 5) -> dict[str, Any]:
         "BUCKET_NAME": BUCKET,
         "LOCAL_ALLOW_HTTP_LOOPBACK": "1",
         "POWERTOOLS_TRACE_DISABLED": "1",
+        "BENCH_PEER_PIDS": ",".join(str(process.pid) for process in processes),  # simulator, moto
     }
     try:
         _wait_http(f"{sim_url}/_sim/config")
@@ -223,14 +258,19 @@ def main(sizes_mib: list[int], repeats: int = 5) -> dict[str, Any]:
             with tempfile.NamedTemporaryFile(suffix=".mp4") as local:
                 provider_sha256 = _download_to(url, local.name)
                 bases, ingests = [], []
-                for _ in range(repeats):  # alternating, so load from neighbours hits both alike
-                    bases.append(_run_worker(env, "--baseline", local.name, f"baseline/video-{size}mib.mp4"))
-                    ingests.append(_run_worker(env, "--worker", url, key))
+                for repeat in range(repeats):  # in pairs, so load from neighbours hits both alike
+                    base_args = ("--baseline", local.name, f"baseline/video-{size}mib.mp4")
+                    if repeat % 2:  # and each side goes first in every other pair
+                        ingests.append(_run_worker(env, "--worker", url, key))
+                        bases.append(_run_worker(env, *base_args))
+                    else:
+                        bases.append(_run_worker(env, *base_args))
+                        ingests.append(_run_worker(env, "--worker", url, key))
             base = {
-                "seconds": statistics.median(b["seconds"] for b in bases),
-                "cpu_seconds": statistics.median(b["cpu_seconds"] for b in bases),
+                name: statistics.median(b[name] for b in bases)
+                for name in ("seconds", "cpu_seconds", "moto_cpu_seconds")
             }
-            # Each ingest against the baseline run just before it: load from neighbours drifts over a run,
+            # Each ingest against the baseline run next to it: load from neighbours drifts over a run,
             # a pair sees the same load; the median of the pairs' ratios is the figure.
             ratios = [i["seconds"] / b["seconds"] for b, i in zip(bases, ingests, strict=True)]
             run = sorted(ingests, key=lambda r: float(r["seconds"]))[len(ingests) // 2]  # the median run
@@ -242,7 +282,22 @@ def main(sizes_mib: list[int], repeats: int = 5) -> dict[str, Any]:
                 sha256_matches_provider=run["sha256"] == provider_sha256 == stored,
                 baseline_upload_file_seconds=base["seconds"],
                 baseline_upload_file_cpu_seconds=base["cpu_seconds"],
+                baseline_moto_cpu_seconds=base["moto_cpu_seconds"],
                 ratio_to_upload_file=round(statistics.median(ratios), 2),
+                # CPU of every process involved (median over the repeats): the worker, the simulator
+                # serving the download, moto; the baseline has no simulator.
+                cpu_seconds_all_processes={
+                    "ingest": round(
+                        statistics.median(
+                            i["cpu_seconds"] + i["simulator_cpu_seconds"] + i["moto_cpu_seconds"]
+                            for i in ingests
+                        ),
+                        2,
+                    ),
+                    "upload_file": round(
+                        statistics.median(b["cpu_seconds"] + b["moto_cpu_seconds"] for b in bases), 2
+                    ),
+                },
             )
             runs.append(run)
             print(json.dumps(run), flush=True)
@@ -260,11 +315,12 @@ def main(sizes_mib: list[int], repeats: int = 5) -> dict[str, Any]:
         else None,
         "python": sys.version.split()[0],
         "repeats": repeats,
-        "statistic": "ratio: median over the repeats of ingest / the baseline run just before it; times: "
-        "medians; RSS as measured in the median run, and its maximum",
+        "statistic": "ratio: median over the repeats of ingest / the baseline run next to it (pairs "
+        "alternate which side runs first); times: medians; RSS as measured in the median run, and its "
+        "maximum",
         "part_size_mib": PART_SIZE // MIB,
         "parts_in_flight": PARTS_IN_FLIGHT,
-        "download_chunk_mib": 1,
+        "download_chunks": "as received (httpcore reads up to 64 KiB)",
         "runs": runs,
     }
 
@@ -274,7 +330,7 @@ if __name__ == "__main__":
     parser.add_argument("--worker", nargs=2, metavar=("URL", "KEY"))
     parser.add_argument("--baseline", nargs=2, metavar=("PATH", "KEY"))
     parser.add_argument("--sizes", default="64,512", help="MiB, comma separated")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))

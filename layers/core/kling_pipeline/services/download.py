@@ -18,7 +18,6 @@ from kling_pipeline.config import get_settings
 from kling_pipeline.domain.media import NotAnMp4
 from kling_pipeline.netguard import UnsafeUrl, check_url, guarded_client
 
-CHUNK_SIZE = 1024 * 1024
 MAX_REDIRECTS = 3
 
 
@@ -77,7 +76,7 @@ def _content_length(response: httpx.Response) -> int | None:
 def _chunks(response: httpx.Response, limit: int) -> Iterator[bytes]:
     received = 0
     try:
-        for chunk in response.iter_bytes(CHUNK_SIZE):
+        for chunk in response.iter_bytes():
             received += len(chunk)
             if received > limit:
                 raise OutputTooLarge(None, limit)

@@ -9,9 +9,8 @@ object exists at the key, and any failure aborts the upload, so a crash never le
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, cast
@@ -113,51 +112,75 @@ class _PartUploads:
     """The parts of one upload, sent by a few threads while the caller keeps reading into the next one.
 
     At most `PARTS_IN_FLIGHT` parts upload at once and one more is being filled: `buffer()` hands out one
-    of those few `PART_SIZE` buffers, allocated on first need and reused once their part is sent. The
-    multipart upload starts with the first full part; a video that never fills one is one PutObject."""
+    of those few `PART_SIZE` buffers, allocated on first need and reused as soon as any part is sent (not
+    only the oldest: parts finish out of order). The multipart upload starts with the first full part, in
+    the background, so the caller goes on downloading meanwhile; a video that never fills a part is one
+    PutObject. Parts carry a CRC32 that S3 checks (each part, and the whole as a composite), as boto3's
+    own `upload_file` does."""
 
     def __init__(self, client: S3Client, bucket: str, key: str, metadata: dict[str, str]) -> None:
         self._s3, self._bucket, self._key, self._metadata = client, bucket, key, metadata
-        self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: deque[Future[tuple[CompletedPartTypeDef, bytearray]]] = deque()
+        self._created: Future[str] | None = None  # the multipart upload's id
+        self._pending: set[Future[tuple[CompletedPartTypeDef, bytearray]]] = set()
         self._done: list[CompletedPartTypeDef] = []
+        self._spare: list[bytearray] = []  # buffers of sent parts, to fill again
+        self._added = 0
 
     def buffer(self) -> bytearray:
-        """A part buffer to fill: a new one while fewer than all exist, else the oldest part's once it is
-        sent (raising that part's failure here)."""
-        if len(self._pending) < PARTS_IN_FLIGHT:
-            return bytearray(PART_SIZE)
-        done, buffer = self._pending.popleft().result()
-        self._done.append(done)
-        return buffer
+        """A part buffer to fill: a sent part's if there is one, else a new one while fewer than all
+        exist, else the buffer of the next part that is sent. A failed part raises here, as soon as it
+        is known (the upload is aborted then)."""
+        self._collect(future for future in self._pending if future.done())
+        if not self._spare and len(self._pending) >= PARTS_IN_FLIGHT:
+            self._collect(wait(self._pending, return_when=FIRST_COMPLETED).done)
+        return self._spare.pop() if self._spare else bytearray(PART_SIZE)
 
     def add(self, buffer: bytearray) -> None:
         """Upload a full part (the buffer is not touched again until `buffer()` hands it back)."""
-        if self._upload_id is None:
-            self._upload_id = self._s3.create_multipart_upload(
-                Bucket=self._bucket, Key=self._key, ContentType="video/mp4", Metadata=self._metadata
-            )["UploadId"]
+        if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
-        assert self._pool is not None
-        number = len(self._done) + len(self._pending) + 1
-        self._pending.append(self._pool.submit(self._upload, self._upload_id, number, buffer))
+            self._created = self._pool.submit(self._create)  # queued first: no part waits on a queued create
+        self._added += 1
+        self._pending.add(self._pool.submit(self._upload, self._added, buffer))
 
-    def _upload(
-        self, upload_id: str, number: int, buffer: bytearray
-    ) -> tuple[CompletedPartTypeDef, bytearray]:
+    def _create(self) -> str:
+        return self._s3.create_multipart_upload(
+            Bucket=self._bucket,
+            Key=self._key,
+            ContentType="video/mp4",
+            Metadata=self._metadata,
+            ChecksumAlgorithm="CRC32",
+        )["UploadId"]
+
+    def _upload(self, number: int, buffer: bytearray) -> tuple[CompletedPartTypeDef, bytearray]:
+        assert self._created is not None
         response = self._s3.upload_part(
             Bucket=self._bucket,
             Key=self._key,
-            UploadId=upload_id,
+            UploadId=self._created.result(),
             PartNumber=number,
             Body=cast(bytes, buffer),  # botocore sends a bytearray as it is; its stubs only say bytes
+            ChecksumAlgorithm="CRC32",
         )
-        return {"ETag": response["ETag"], "PartNumber": number}, buffer
+        part: CompletedPartTypeDef = {
+            "ETag": response["ETag"],
+            "PartNumber": number,
+            "ChecksumCRC32": response["ChecksumCRC32"],
+        }
+        return part, buffer
+
+    def _collect(self, futures: Iterable[Future[tuple[CompletedPartTypeDef, bytearray]]]) -> None:
+        """Record sent parts and keep their buffers; raises the failure of one that failed."""
+        for future in list(futures):
+            self._pending.discard(future)
+            part, buffer = future.result()
+            self._done.append(part)
+            self._spare.append(buffer)
 
     def finish(self, tail: bytearray) -> None:
         """The last (partial) part, then complete; or the whole video as one PutObject."""
-        if self._upload_id is None:
+        if self._created is None:
             self._s3.put_object(
                 Bucket=self._bucket,
                 Key=self._key,
@@ -168,20 +191,20 @@ class _PartUploads:
             return
         if tail:
             self.add(tail)
-        while self._pending:
-            self._done.append(self._pending.popleft().result()[0])
+        self._collect(wait(self._pending).done)
         self._shutdown()
         self._s3.complete_multipart_upload(
             Bucket=self._bucket,
             Key=self._key,
-            UploadId=self._upload_id,
-            MultipartUpload={"Parts": self._done},
+            UploadId=self._created.result(),
+            MultipartUpload={"Parts": sorted(self._done, key=lambda part: part["PartNumber"])},
         )
 
     def abort(self) -> None:
         self._shutdown(cancel=True)
-        if self._upload_id is not None:
-            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+        if self._created is None or self._created.cancelled() or self._created.exception() is not None:
+            return  # no multipart upload was created
+        self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._created.result())
 
     def _shutdown(self, *, cancel: bool = False) -> None:
         if self._pool is not None:
