@@ -2,12 +2,13 @@
 
 Three processes, so each is measured alone: the provider simulator (`kling-pipeline simulate`), a moto
 S3 server, and the ingest worker (this file with `--worker`), which runs `open_download` →
-`MediaStore.store_video` exactly as the ingest Lambda does. The worker reports its peak RSS against the
-RSS it had with everything imported and its clients built (its floor), sampled every 5 ms while the ingest
-runs, so the difference is what the download costs. Like the baseline's `head_bucket`, the worker opens
-one download and reads its first chunk before the floor, so the timed ingest pays no first-use import
-(httpcore, loaded lazily for cold starts; compiled from source where bytecode is not cached). Nothing else
-runs in the timed section (no tracemalloc: it taxes every allocation, and the baseline runs without it).
+`MediaStore.store_video` exactly as the ingest Lambda does. The worker reports its peak RSS while the
+ingest runs (the kernel's high-water mark, reset at the start) against the RSS it had with everything
+imported and its clients built (its floor), so the difference is what the download costs. Like the
+baseline's `head_bucket`, the worker opens one download and reads its first chunk before the floor, so
+the timed ingest pays no first-use import (httpcore, loaded lazily for cold starts; compiled from source
+where bytecode is not cached). Nothing else runs in the timed section (no sampler thread, no tracemalloc:
+it taxes every allocation, and the baseline runs without it).
 The baseline, in the same run: the same bytes, downloaded to local disk first, uploaded by boto3's own
 `upload_file` (its default TransferConfig) to the same moto server, in a process built the same way; the
 ingest's time is reported as a ratio to it. Pairs alternate which side runs first, and each side reports
@@ -28,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -60,12 +60,17 @@ def _wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _rss_mib() -> float:
-    """Current resident set size (Linux /proc), not the lifetime peak."""
+def _status_mib(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (Linux), in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _rss_mib() -> float:
+    """Current resident set size, not the lifetime peak."""
+    return _status_mib("VmRSS")
 
 
 def _process_cpu_seconds(pid: int) -> float:
@@ -95,31 +100,23 @@ class PeerCpu:
 
 
 def _cpu_seconds() -> float:
-    """CPU time (user + system) of this process, all threads: the sampler's share is a few ms."""
+    """CPU time (user + system) of this process, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-class PeakSampler:
-    """Samples RSS every 5 ms in a thread: the peak while the ingest runs, whatever the allocator does."""
+class PeakRss:
+    """The peak RSS while the ingest runs, from the kernel's own high-water mark (VmHWM), reset on entry
+    (`/proc/self/clear_refs`, Linux ≥ 4.0): every spike counts, however short, and nothing runs beside
+    the ingest to sample it (the baseline has no sampler either)."""
 
-    def __init__(self) -> None:
-        self.peak = _rss_mib()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss_mib())
-
-    def __enter__(self) -> PeakSampler:
-        self._thread.start()
+    def __enter__(self) -> PeakRss:
+        Path("/proc/self/clear_refs").write_text("5")
+        self.peak = _status_mib("VmHWM")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mib())
+        self.peak = max(self.peak, _status_mib("VmHWM"))
 
 
 def worker(url: str, key: str) -> dict[str, Any]:
@@ -134,7 +131,7 @@ def worker(url: str, key: str) -> dict[str, Any]:
     floor = _rss_mib()
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
-    with PeerCpu() as peers, PeakSampler() as sampler, open_download(url) as chunks:
+    with PeerCpu() as peers, PeakRss() as rss, open_download(url) as chunks:
         stored = media.store_video(key, chunks, source="bench")
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before
@@ -152,8 +149,8 @@ def worker(url: str, key: str) -> dict[str, Any]:
         "download_only_seconds": round(download_only, 2),
         "throughput_mib_s": round(stored.bytes / MIB / seconds, 1),
         "rss_floor_mib": round(floor, 1),
-        "rss_peak_mib": round(sampler.peak, 1),
-        "rss_added_mib": round(sampler.peak - floor, 1),
+        "rss_peak_mib": round(rss.peak, 1),
+        "rss_added_mib": round(rss.peak - floor, 1),
     }
 
 
