@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_stepfunctions import SFNClient
 
@@ -39,8 +40,9 @@ def _session() -> boto3.session.Session:
 
 
 def _client(service: Any) -> Any:
+    region = _region()  # outside the lock: the first settings may read their secrets (`secretsmanager`)
     with _LOCK:
-        return _session().client(service, region_name=_region(), config=_CONFIG)
+        return _session().client(service, region_name=region, config=_CONFIG)
 
 
 @cache
@@ -64,13 +66,22 @@ def events() -> EventBridgeClient:
 
 
 @cache
-def generations_table() -> Table:
+def secretsmanager(region: str) -> SecretsManagerClient:
+    """For config itself: settings fed by secrets are being built when it is called, so the caller names
+    the region."""
     with _LOCK:
-        resource = _session().resource("dynamodb", region_name=_region(), config=_CONFIG)
-    return resource.Table(get_settings().generations_table)
+        return _session().client("secretsmanager", region_name=region, config=_CONFIG)
+
+
+@cache
+def generations_table() -> Table:
+    region, name = _region(), get_settings().generations_table
+    with _LOCK:
+        resource = _session().resource("dynamodb", region_name=region, config=_CONFIG)
+    return resource.Table(name)
 
 
 def reset_clients() -> None:
     """Drop cached clients (the local stack and tests change endpoints between runs)."""
-    for factory in (_session, s3, sqs, stepfunctions, events, generations_table):
+    for factory in (_session, s3, sqs, stepfunctions, events, secretsmanager, generations_table):
         factory.cache_clear()

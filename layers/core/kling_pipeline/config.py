@@ -220,13 +220,18 @@ def _monotonic() -> float:
     return time.monotonic()
 
 
-def _secret_values(setting: str, name: str) -> dict[str, Any]:
-    from aws_lambda_powertools.utilities import parameters
+def _secret_values(setting: str, name: str, *, region: str) -> dict[str, Any]:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
+    from kling_pipeline import aws
     from kling_pipeline.observability import logger
 
+    # The client comes from the process's one boto3 session: Powertools' default provider would open a
+    # session of its own, and loading botocore's data again costs ~60 ms of the first invocation.
     # We are the cache (SECRET_MAX_AGE_S): when we ask, we want the current value, not Powertools' copy.
-    raw = parameters.get_secret(name, force_fetch=True)
+    raw = SecretsProvider(boto3_client=aws.secretsmanager(region)).get(name, force_fetch=True)
+    if raw is None:
+        raise RuntimeError(f"secret {name} has no value")
     value = json.loads(raw) if isinstance(raw, str) else json.loads(bytes(raw).decode())
     allowed = SECRET_KEYS[setting]
     values = {key.lower(): val for key, val in value.items() if val not in (None, "")}
@@ -244,7 +249,7 @@ def _build() -> Settings:
     overrides: dict[str, Any] = {}
     for setting in SECRET_KEYS:
         if name := getattr(settings, setting):
-            overrides.update(_secret_values(setting, name))
+            overrides.update(_secret_values(setting, name, region=settings.aws_region))
     if overrides:
         settings = Settings(**{**settings.model_dump(exclude_unset=True), **overrides})
     return settings

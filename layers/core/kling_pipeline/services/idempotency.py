@@ -2,8 +2,9 @@
 
 Same tenant + key + body within 24 h returns the first response without running the operation again;
 the same key with another body is a 409; a replay that arrives while the first request is still running
-waits for it (bounded) and then returns its response. The persistence layer is built on first use so
-imports stay cheap and tests need no environment at import time.
+waits for it (bounded) and then returns its response. Powertools' idempotency utility (~20 ms of a cold
+start) and its persistence layer are loaded on the first request that carries a key: the API's reads, and
+creates without a key, never use them.
 """
 
 from __future__ import annotations
@@ -12,23 +13,17 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from functools import cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from kling_pipeline.config import get_settings
 from kling_pipeline.errors import Conflict, InvalidInput
 from kling_pipeline.store.request_keys import REQUEST_KEY_WINDOW
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 IDEMPOTENCY_WINDOW_S = int(REQUEST_KEY_WINDOW.total_seconds())
 IN_FLIGHT_WAIT_S = 20.0
@@ -58,8 +53,19 @@ class IdempotentCall(BaseModel):
     body: dict[str, Any]
 
 
+class _Invocation:
+    """The current invocation's Lambda context, handed to Powertools when a keyed request first needs it."""
+
+    context: LambdaContext | None = None
+
+
+_invocation = _Invocation()
+
+
 @cache
 def idempotency_config() -> IdempotencyConfig:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
     return IdempotencyConfig(
         event_key_jmespath="[operation, tenant_id, key]",
         payload_validation_jmespath="body",
@@ -70,16 +76,21 @@ def idempotency_config() -> IdempotencyConfig:
 
 @cache
 def persistence_layer() -> DynamoDBPersistenceLayer:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
     return DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table)
 
 
 def register_lambda_context(context: LambdaContext) -> None:
-    """Lets Powertools expire an in-progress record when the invocation that holds it times out."""
-    idempotency_config().register_lambda_context(context)
+    """Lets Powertools expire an in-progress record when the invocation that holds it times out (passed
+    on to Powertools by `run_once`, before a keyed operation runs)."""
+    _invocation.context = context
 
 
 @cache
 def idempotent(operation: Operation) -> Callable[..., dict[str, Any]]:
+    from aws_lambda_powertools.utilities.idempotency import idempotent_function
+
     @idempotent_function(  # type: ignore[untyped-decorator]
         data_keyword_argument="call", persistence_store=persistence_layer(), config=idempotency_config()
     )
@@ -99,6 +110,13 @@ def run_once(
         return Once(operation(body, tenant_id, None), replayed=False)
     if not key.strip() or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput.for_field("Idempotency-Key", f"must be 1-{MAX_KEY_LENGTH} characters")
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
+    if _invocation.context is not None:
+        idempotency_config().register_lambda_context(_invocation.context)
     call = IdempotentCall(operation=name, tenant_id=tenant_id, key=key, body=body)
     deadline = time.monotonic() + IN_FLIGHT_WAIT_S
     while True:
