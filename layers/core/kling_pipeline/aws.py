@@ -17,6 +17,7 @@ from botocore.config import Config
 from kling_pipeline.config import get_settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
@@ -66,6 +67,12 @@ def events() -> EventBridgeClient:
 
 
 @cache
+def dynamodb() -> DynamoDBClient:
+    """The low-level client, for Powertools' idempotency records (our stores use `generations_table`)."""
+    return cast("DynamoDBClient", _client("dynamodb"))
+
+
+@cache
 def secretsmanager(region: str) -> SecretsManagerClient:
     """For config itself: settings fed by secrets are being built when it is called, so the caller names
     the region."""
@@ -83,5 +90,5 @@ def generations_table() -> Table:
 
 def reset_clients() -> None:
     """Drop cached clients (the local stack and tests change endpoints between runs)."""
-    for factory in (_session, s3, sqs, stepfunctions, events, secretsmanager, generations_table):
+    for factory in (_session, s3, sqs, stepfunctions, events, dynamodb, secretsmanager, generations_table):
         factory.cache_clear()

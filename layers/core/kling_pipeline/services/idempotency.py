@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel
 
+from kling_pipeline import aws
 from kling_pipeline.config import get_settings
 from kling_pipeline.errors import Conflict, InvalidInput
 from kling_pipeline.store.request_keys import REQUEST_KEY_WINDOW
@@ -78,7 +79,8 @@ def idempotency_config() -> IdempotencyConfig:
 def persistence_layer() -> DynamoDBPersistenceLayer:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    return DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table)
+    # A client of the process's one boto3 session: Powertools would open a session of its own (~50 ms).
+    return DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table, boto3_client=aws.dynamodb())
 
 
 def register_lambda_context(context: LambdaContext) -> None:
