@@ -70,7 +70,8 @@ class Api(APIGatewayRestResolver):
         return super().get_openapi_schema(*args, **kwargs)
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        if not self._docs and event.get("path") == DOCS_PATH:  # no strip_prefixes: Powertools matches `path`
+        # As Powertools matches it: the event's `path` (no strip_prefixes here), trailing slashes ignored.
+        if not self._docs and str(event.get("path") or "").rstrip("/") == DOCS_PATH:
             self._enable_docs()
         return super().resolve(event, context)
 

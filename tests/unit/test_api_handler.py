@@ -340,8 +340,12 @@ def test_openapi_document_is_the_contract_clients_are_generated_from(
     assert set(schemas["ErrorInfo"]["properties"]) >= {"code", "message", "details"}
 
 
-def test_docs_page_serves_html(event: Event, lambda_context: Any) -> None:
-    response = lambda_handler(event("api/get_docs"), lambda_context)
+@pytest.mark.parametrize("path", ["/docs", "/docs/"])
+def test_docs_page_serves_html(event: Event, lambda_context: Any, path: str) -> None:
+    # (the page is set up on its first request; a trailing slash reaches it as Powertools' routing allows)
+    request = event("api/get_docs")
+    request["path"] = path
+    response = lambda_handler(request, lambda_context)
 
     assert response["statusCode"] == 200
     assert response["multiValueHeaders"]["Content-Type"] == ["text/html"]
