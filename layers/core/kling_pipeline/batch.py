@@ -8,8 +8,9 @@ does). Same answers, same exceptions (Powertools' own, imported on that rare pat
 
 Why not Powertools' package itself: importing `aws_lambda_powertools.utilities.batch` loads asyncio (for
 its async processor), every event-source data class, and, when pydantic is already loaded, every model
-of its parser — about 30 ms of CPU of each consumer's cold start (measured on the build, bench/cold_import;
-~10% of a consumer's floor, the whole margin issue 10 allows) for a loop of a few lines.
+of its parser — 15-25 ms of CPU of each consumer's cold start (measured on the build against the same
+floor, bench/cold_import: 5-8% of a consumer's floor, most of the 10% margin issue 10 allows) for a loop
+of a few lines.
 """
 
 from __future__ import annotations

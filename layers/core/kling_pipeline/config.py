@@ -227,7 +227,7 @@ def _secret_values(setting: str, name: str, *, region: str) -> dict[str, Any]:
     from kling_pipeline.observability import logger
 
     # The client comes from the process's one boto3 session: Powertools' default provider would open a
-    # session of its own, and loading botocore's data again costs ~60 ms of the first invocation.
+    # session of its own, and loading botocore's data again cost ~40 ms of CPU of the first invocation.
     # We are the cache (SECRET_MAX_AGE_S): when we ask, we want the current value, not Powertools' copy.
     raw = SecretsProvider(boto3_client=aws.secretsmanager(region)).get(name, force_fetch=True)
     if raw is None:

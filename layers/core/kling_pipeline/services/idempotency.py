@@ -2,7 +2,7 @@
 
 Same tenant + key + body within 24 h returns the first response without running the operation again;
 the same key with another body is a 409; a replay that arrives while the first request is still running
-waits for it (bounded) and then returns its response. Powertools' idempotency utility (~20 ms of a cold
+waits for it (bounded) and then returns its response. Powertools' idempotency utility (15-20 ms of a cold
 start) and its persistence layer are loaded on the first request that carries a key: the API's reads, and
 creates without a key, never use them.
 """
@@ -79,7 +79,7 @@ def idempotency_config() -> IdempotencyConfig:
 def persistence_layer() -> DynamoDBPersistenceLayer:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    # A client of the process's one boto3 session: Powertools would open a session of its own (~50 ms).
+    # A client of the process's one boto3 session: Powertools would open a session of its own (tens of ms).
     return DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table, boto3_client=aws.dynamodb())
 
 
