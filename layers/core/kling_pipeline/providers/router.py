@@ -71,9 +71,12 @@ class Router:
         callback_url_for: CallbackUrlFor,
         external_task_id: str,
         admission: Admission | None = None,
+        before_create: Callable[[Provider], None] | None = None,
     ) -> tuple[ProviderName, ProviderTask]:
         """Submit to the first provider that accepts: fail over on retryable/throttled, stop on final.
-        With `admission`, a provider none of whose accounts has a free slot is skipped (throttled)."""
+        With `admission`, a provider none of whose accounts has a free slot is skipped (throttled).
+        `before_create(provider)` runs right before each create is sent (its slot held): what must be on
+        record should the sender die before the answer is."""
         failures: list[ProviderError] = []
         for provider in self.plan(request):
             target = provider
@@ -87,6 +90,8 @@ class Router:
                     )
                     continue
                 target = taken
+            if before_create is not None:
+                before_create(provider)
             try:
                 task = target.submit(
                     request, callback_url=callback_url_for(provider.name), external_task_id=external_task_id

@@ -35,7 +35,7 @@ from kling_pipeline.errors import (
 from kling_pipeline.ids import new_generation_id
 from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import logger, metrics
-from kling_pipeline.providers.base import ProviderName, ProviderTask
+from kling_pipeline.providers.base import Provider, ProviderName, ProviderTask
 from kling_pipeline.providers.registry import (
     account_adapter,
     get_accounts,
@@ -168,10 +168,18 @@ def submit(generation: Generation, *, router: Router | None = None) -> Generatio
     if generation.unconfirmed_provider:
         lost_at = ProviderName(generation.unconfirmed_provider)
         has_callback = callback_url(lost_at, generation.id) is not None
-        if unconfirmed.strategy(lost_at, has_callback=has_callback) == "none":
+        how = unconfirmed.strategy(lost_at, has_callback=has_callback)
+        if how == "none":
             # An earlier create's answer was lost where nothing can be learnt, and its failure was not
             # written: a second create could be a second paid task.
             return unconfirmed.fail_unknowable(generation, lost_at)
+        if how == "callback":
+            # An earlier create went out there and its sender stopped before the answer was recorded
+            # (found by the chaos run: a stack killed right after an EvoLink create; the safety net sent
+            # a second one): its task calls back, as after a lost answer.
+            return unconfirmed.wait_for_callback(
+                generation, lost_at, account=generation.account, estimate=generation.estimated_cost
+            )
     retried = generation.submit_attempts > 0 or capacity.took_a_slot_before(generation)
     if retried and (adopted := _adopt_existing(generation)) is not None:
         return adopted
@@ -185,6 +193,7 @@ def submit(generation: Generation, *, router: Router | None = None) -> Generatio
             callback_url_for=lambda name: callback_url(name, generation.id),
             external_task_id=generation.id,
             admission=admission,
+            before_create=_CreateOnRecord(generation, admission).before_create,
         )
     except (NoProviderAvailable, InvalidInput) as exc:  # InvalidInput: an element deleted since create
         return lifecycle.fail(generation.id, exc.code, exc.message) or _reread(generation)
@@ -208,6 +217,33 @@ def submit(generation: Generation, *, router: Router | None = None) -> Generatio
     return _record_submitted(generation, provider, account, task, estimate=estimate, slot=admission.slot)
 
 
+class _CreateOnRecord:
+    """Before a create goes to a provider where a task of ours cannot be looked up by our id (EvoLink,
+    kling3api), the generation records that it is going there (`unconfirmed_provider`, and the account):
+    should this process die before the answer is recorded, whoever looks next treats the create as one
+    whose answer was lost — waits for its callback, or fails it as charged — and never sends a second one.
+    Kling needs no record (a retry looks the task up first); the answer's write clears it."""
+
+    def __init__(self, generation: Generation, admission: capacity.AccountSlots) -> None:
+        self.generation = generation
+        self.admission = admission
+        self.recorded = generation.unconfirmed_provider
+
+    def before_create(self, provider: Provider) -> None:
+        going = None if provider.lost_create == "lookup" else provider.name.value
+        if going == self.recorded or (going is None and _lookup_only(self.recorded) == self.recorded):
+            return  # on record already; or a lookup's pin (an earlier answer lost there), which stays
+        account = self.admission.account
+
+        def record(current: Generation) -> Generation | None:
+            if current.status is not Status.QUEUED or current.provider_task_id is not None:
+                return None
+            return current.model_copy(update={"unconfirmed_provider": going, "account": account})
+
+        get_generation_store().update(self.generation.id, record)
+        self.recorded = going
+
+
 def _record_submitted(
     generation: Generation,
     provider: ProviderName,
@@ -229,6 +265,7 @@ def _record_submitted(
         submitted_at=utcnow(),
         submit_lease_until=None,
         slot=slot,
+        unconfirmed_provider=None,  # the answer is here (a create's record of going there is done)
         **changes,
     )
     if submitted is None:
@@ -388,13 +425,14 @@ def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation
     attempts = generation.submit_attempts + 1
     delay = min(settings.submit_retry_max_s, settings.submit_retry_base_s * 2 ** min(attempts - 1, 10))
     delay = retry_delay_s(generation, int(delay * random.uniform(0.5, 1.0)) or 1)  # jitter spreads a burst
+    changes: dict[str, Any] = {"submit_attempts": attempts, "submit_lease_until": None}
+    if not isinstance(error, CreateUnconfirmed):
+        # Every provider refused, which proves no task was made: a create's record of going to one that
+        # cannot look tasks up is void (one that can keeps its lookup: an earlier answer may be lost).
+        changes["unconfirmed_provider"] = _lookup_only(generation.unconfirmed_provider)
     updated = get_generation_store().update(
         generation.id,
-        lambda g: (
-            g.model_copy(update={"submit_attempts": attempts, "submit_lease_until": None})
-            if g.status is Status.QUEUED
-            else None
-        ),
+        lambda g: g.model_copy(update=changes) if g.status is Status.QUEUED else None,
     )
     messaging.send(settings.submit_queue_url, SubmitMessage(generation_id=generation.id), delay_s=delay)
     metrics.add_metric(name="GenerationQueued", unit=MetricUnit.Count, value=1)
@@ -403,6 +441,11 @@ def _queue_for_retry(generation: Generation, error: ProviderError) -> Generation
         extra={"generation_id": generation.id, "reason": error.code, "retry_in_s": delay},
     )
     return updated or _reread(generation)
+
+
+def _lookup_only(provider: str | None) -> str | None:
+    adapter = get_providers().get(ProviderName(provider)) if provider else None
+    return provider if adapter is not None and adapter.lost_create == "lookup" else None
 
 
 def cancel_at_provider(provider: ProviderName, account: str | None, task_id: str) -> bool:

@@ -81,21 +81,7 @@ def hold(
         )
         return requeue(pinned or generation, error)
     if how == "callback":
-        waiting = store.transition(
-            generation.id,
-            Status.SUBMITTED,
-            provider=provider.value,
-            account=account,
-            unconfirmed_provider=provider.value,
-            estimated_cost=estimate,
-            submit_lease_until=None,
-        )
-        # Ours also when the write was applied with its answer lost and its retry refused: watch it then too.
-        current = waiting or store.get(generation.id)
-        if current is None or not _waits_for(current, provider):
-            return current or generation  # moved on (canceled, say): whoever moved it watches it
-        messaging.start_fallback(generation.id, first_wait_s=first_wait_s(current))
-        return current
+        return wait_for_callback(generation, provider, account=account, estimate=estimate)
     # Remembered before the failure is written: if that write fails, the retry must not create again.
     marked = store.update(
         generation.id,
@@ -104,6 +90,29 @@ def hold(
         ),
     )
     return fail_unknowable(marked or generation, provider)
+
+
+def wait_for_callback(
+    generation: Generation, provider: ProviderName, *, account: str | None, estimate: EstimatedCost | None
+) -> Generation:
+    """`callback`: the generation waits, `submitted` without a task id, for the callback that names its
+    task (ingest adopts it); the fallback poller's deadline bounds the wait. Never sent again."""
+    store = get_generation_store()
+    waiting = store.transition(
+        generation.id,
+        Status.SUBMITTED,
+        provider=provider.value,
+        account=account,
+        unconfirmed_provider=provider.value,
+        estimated_cost=estimate,
+        submit_lease_until=None,
+    )
+    # Ours also when the write was applied with its answer lost and its retry refused: watch it then too.
+    current = waiting or store.get(generation.id)
+    if current is None or not _waits_for(current, provider):
+        return current or generation  # moved on (canceled, say): whoever moved it watches it
+    messaging.start_fallback(generation.id, first_wait_s=first_wait_s(current))
+    return current
 
 
 def fail_unknowable(generation: Generation, provider: ProviderName) -> Generation:
