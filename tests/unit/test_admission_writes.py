@@ -183,3 +183,24 @@ def test_a_slot_taken_at_create_is_freed_when_the_submit_goes_to_another_provide
     elsewhere = cast("Provider", SimpleNamespace(name=ProviderName.EVOLINK))
     assert capacity.AccountSlots(generation).take(elsewhere) is None
     assert slot_holder(0) is None
+
+
+def test_once_someone_was_seen_waiting_a_slot_is_freed_before_the_download(
+    kling: respx.Route, respx_mock: respx.MockRouter
+) -> None:
+    first = create_generation(BODY, tenant_id="tenant-a")
+    waiting_generation()
+    ingest(IngestMessage(generation_id=first.id, reason="callback:kling"))  # its final write met the wait
+    second = create_generation(BODY, tenant_id="tenant-a")  # lines up behind the waiting one, then starts
+    slot = stored(second.id).slot
+    assert slot is not None
+    holders_at_download: list[str | None] = []
+
+    def download(request: httpx.Request) -> httpx.Response:
+        holders_at_download.append(slot_holder(slot))
+        return httpx.Response(200, content=make_mp4(320, 240, 1.0).read_bytes())
+
+    respx_mock.get(f"{PROVIDER}/files/v.mp4").mock(side_effect=download)
+    done = ingest(IngestMessage(generation_id=second.id, reason="callback:kling"))
+    assert done is not None and done.status is Status.SUCCEEDED
+    assert holders_at_download == [None]  # the next task did not wait for our download

@@ -252,6 +252,13 @@ def _slot_lease_s() -> float:
     return settings.slot_lease_s or settings.task_deadline_s + 600
 
 
+def someone_waits() -> bool:
+    """Whether this process last saw a generation waiting for a slot: then a task's slot is freed as soon
+    as the provider says the task ended, not with the final write after the download (which costs that
+    write's queue check nothing, but keeps the next task waiting for the download)."""
+    return _QUEUE_SEEN.someone_waits
+
+
 def holds_slot(generation: Generation, views: Views | None = None) -> bool:
     """Whether the generation holds a live slot on some account (it was taking one when it stopped).
     `views`: every account's slots as just read (`account_views`), else they are read here."""
@@ -377,6 +384,7 @@ class FinalWrite:
             self.free_slot = False
         if "queue" in refused:
             self.check_queue, self.someone_waits = False, True
+            _QUEUE_SEEN.someone_waits = True
         return bool(refused)
 
     def after(self, generation: Generation) -> None:
@@ -386,6 +394,8 @@ class FinalWrite:
             _released(generation)
             if self.someone_waits:
                 nudge()
+            elif self.check_queue:
+                _QUEUE_SEEN.someone_waits = False  # the write's check found nobody waiting
         elif self.free_slot:
             release(generation)
 
@@ -860,6 +870,7 @@ __all__ = [
     "queue_info",
     "refill",
     "release",
+    "someone_waits",
     "took",
     "took_a_slot_before",
 ]

@@ -97,6 +97,8 @@ def ingest_generation(generation: Generation, *, leased: bool = False) -> Genera
 def apply_task(generation: Generation, task: ProviderTask, *, leased: bool = False) -> Generation | None:
     """Record what the provider says; the status only ever moves forward."""
     store = get_generation_store()
+    if task.status.is_terminal and capacity.someone_waits():
+        capacity.release(generation, task_ended=True)  # the next task need not wait for our download
     if task.status is Status.FAILED:
         error = task.error
         return lifecycle.fail(
