@@ -8,14 +8,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import boto3
 import pytest
 import respx
 
 from kling_pipeline.caches import reset_caches
+from kling_pipeline.config import get_settings
 from kling_pipeline.domain.generation import Generation
 from kling_pipeline.domain.status import Status
 from kling_pipeline.messages import SubmitMessage
-from kling_pipeline.services import generations
+from kling_pipeline.services import generations, unconfirmed
 from kling_pipeline.services.generations import create_generation
 from kling_pipeline.services.submitter import retry_submission
 from kling_pipeline.store.generations import get_generation_store
@@ -78,6 +80,29 @@ def test_a_sender_killed_after_an_evolink_create_leaves_a_generation_that_waits_
     assert evolink.call_count == 1  # never sent again
     assert waiting.status is Status.SUBMITTED and waiting.provider_task_id is None
     assert waiting.unconfirmed_provider == "evolink"  # the callback naming the task is adopted (ingest)
+
+
+def test_a_task_its_callback_names_while_the_generation_is_still_queued_is_watched(
+    evolink: respx.Route, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def killed(*args: object, **kwargs: object) -> Generation:
+        raise Killed
+
+    monkeypatch.setattr(generations, "_record_submitted", killed)
+    with pytest.raises(Killed):
+        create_generation(BODY, tenant_id="tenant-a")
+    monkeypatch.undo()
+    generation_id = only_generation_id()
+    # The task's callback comes before anyone looked again: ingest adopts the task it names.
+    assert unconfirmed.adopt(stored(generation_id), "evolink", "task-unified-1") is not None
+    time.sleep(1.1)
+    retry_submission(SubmitMessage(generation_id=generation_id))
+    watched = stored(generation_id)
+    assert evolink.call_count == 1
+    assert (watched.status, watched.provider_task_id) == (Status.SUBMITTED, "task-unified-1")
+    machine = str(get_settings().state_machine_arn)
+    executions = boto3.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+    assert [execution["name"] for execution in executions] == [generation_id]  # polled to its outcome
 
 
 def test_an_answered_create_clears_its_record_and_a_refusal_voids_it(

@@ -128,11 +128,10 @@ def fail_unknowable(generation: Generation, provider: ProviderName) -> Generatio
 
 
 def _waits_for(current: Generation, provider: ProviderName) -> bool:
-    return (
-        current.status is Status.SUBMITTED
-        and current.unconfirmed_provider == provider.value
-        and current.provider_task_id is None
-    )
+    """Submitted at `provider` on an unconfirmed create — with its task adopted already or not: a callback
+    can name the task while the generation is still queued (its sender died before writing the answer),
+    and the watch must start all the same (found by the chaos run: adopted while queued, never polled)."""
+    return current.status is Status.SUBMITTED and current.unconfirmed_provider == provider.value
 
 
 def adopt(generation: Generation, provider: str, task_id: str) -> Generation | None:
