@@ -102,7 +102,9 @@ def run_load(rate: float, duration_s: float, settle_s: float) -> dict[str, Any]:
                 },
             )
             stack = ChildProcess(
-                ["-m", "kling_local.chaos.stack_child", config.model_dump_json()], name="stack"
+                ["-m", "kling_local.chaos.stack_child", config.model_dump_json()],
+                ready_key="api_url",
+                name="stack",
             )
             with stack:
                 api_url = str(stack.ready["api_url"])

@@ -34,8 +34,12 @@ class ChildProcess:
         env: dict[str, str] | None = None,
         name: str = "child",
         log_path: Path | None = None,
+        ready_key: str | None = None,
     ) -> None:
         self._args = [sys.executable, *args]
+        # The ready line's own key: a stack started again drains its queues at once, and its handlers'
+        # JSON logs can come before the ready line (found by the chaos run: a log record taken for it).
+        self._ready_key = ready_key
         self._env = {**os.environ, **(env or {})}
         self.name = name
         self._log = log_path.open("a", buffering=1) if log_path else None
@@ -64,9 +68,12 @@ class ChildProcess:
                 self._write_log(line)
                 if line.startswith("{") and not found.is_set():
                     try:
-                        self.ready = json.loads(line)
+                        ready = json.loads(line)
                     except ValueError:
                         continue
+                    if self._ready_key is not None and self._ready_key not in ready:
+                        continue
+                    self.ready = ready
                     found.set()
             found.set()
 

@@ -281,6 +281,7 @@ class ChaosRun:
     def _start_stack(self) -> None:
         child = ChildProcess(
             ["-m", "kling_local.chaos.stack_child", self._stack_config()],
+            ready_key="api_url",
             name="local stack",
             log_path=self.workdir / "stack.log",
         ).start()
