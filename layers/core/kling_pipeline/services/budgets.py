@@ -24,7 +24,7 @@ from kling_pipeline.domain.money import ZERO, ActualCost, Amount, EstimatedCost,
 from kling_pipeline.errors import BudgetExceeded, InvalidInput
 from kling_pipeline.observability import logger, metrics
 from kling_pipeline.store.budgets import Settlement, get_budget_store
-from kling_pipeline.store.documents import AlongRefused, TransactItem
+from kling_pipeline.store.documents import AlongRefused, TransactItem, refused_by_condition
 
 
 class Breakdown(BaseModel):
@@ -104,9 +104,7 @@ def reserve(
         try:
             (along_with or store.transact)(items)
         except AlongRefused as refused:
-            override_changed, over_cap = (
-                reason.get("Code") == "ConditionalCheckFailed" for reason in refused.reasons[:2]
-            )
+            override_changed, over_cap = (refused_by_condition(reason) for reason in refused.reasons[:2])
             if override_changed:
                 override, fresh = store.get_budget(tenant_id), True
                 continue

@@ -45,7 +45,7 @@ from kling_pipeline.messages import SubmitMessage
 from kling_pipeline.observability import SERVICE, logger, metrics
 from kling_pipeline.providers.base import Provider, ProviderName
 from kling_pipeline.providers.registry import Account, get_accounts
-from kling_pipeline.store.documents import TransactItem
+from kling_pipeline.store.documents import TransactItem, refused_by_condition
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.queue import QueueEntry, get_queue_store
 from kling_pipeline.store.slots import AccountView, Slot, get_slot_store
@@ -240,7 +240,7 @@ def took(generation: Generation, offered: SlotOffer) -> None:
 def declined(offered: SlotOffer, reasons: list[dict[str, Any]]) -> None:
     """The create's write was refused by the offer's conditions (`reasons`, in the order of its items):
     someone waits, or the account is not as last seen. The next create reads first."""
-    waits, *account = (_refused(reason) for reason in reasons)
+    waits, *account = (refused_by_condition(reason) for reason in reasons)
     if waits:
         _QUEUE_SEEN.someone_waits = True
     if any(account):
@@ -364,7 +364,7 @@ class FinalWrite:
         if (seconds := _observed_seconds(generation)) is not None:
             items.append(_duration_item(generation, seconds))
             self._kinds.append("task time")
-        if generation.slot_released and generation.id not in _RELEASED:
+        if generation.slot_released:
             assert generation.provider and generation.account and generation.slot is not None
             slots = get_slot_store()
             items.append(
@@ -379,7 +379,9 @@ class FinalWrite:
     def refused(self, reasons: list[dict[str, Any]]) -> bool:
         """Its items' share of a refused transaction (in order): True when one of them refused it, and the
         write is to be made again without it."""
-        refused = {kind for kind, reason in zip(self._kinds, reasons, strict=False) if _refused(reason)}
+        refused = {
+            kind for kind, reason in zip(self._kinds, reasons, strict=False) if refused_by_condition(reason)
+        }
         if "slot" in refused:
             self.free_slot = False
         if "queue" in refused:
@@ -398,10 +400,6 @@ class FinalWrite:
                 _QUEUE_SEEN.someone_waits = False  # the write's check found nobody waiting
         elif self.free_slot:
             release(generation)
-
-
-def _refused(reason: dict[str, Any]) -> bool:
-    return reason.get("Code") == "ConditionalCheckFailed"
 
 
 def _nobody_waits() -> bool:

@@ -49,7 +49,7 @@ from kling_pipeline.services.deadlines import check_deadline, first_wait_s, retr
 from kling_pipeline.services.elements import element_router
 from kling_pipeline.services.inputs import check_inputs, with_presigned_inputs
 from kling_pipeline.services.tokens import callback_token
-from kling_pipeline.store.documents import AlongRefused, TransactItem
+from kling_pipeline.store.documents import AlongRefused, TransactItem, refused_by_condition
 from kling_pipeline.store.generations import get_generation_store
 from kling_pipeline.store.media import get_media_store
 from kling_pipeline.store.request_keys import get_request_keys
@@ -136,7 +136,7 @@ class _SlotAlong:
             store.create(self.generation, along=reservation + self.offered.items)
         except AlongRefused as refused:
             budget, slot = refused.reasons[: len(reservation)], refused.reasons[len(reservation) :]
-            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in budget):
+            if any(map(refused_by_condition, budget)):
                 raise AlongRefused(budget) from None  # the budget's to judge (budgets.reserve)
             capacity.declined(self.offered, slot)
             store.create(self.generation, along=reservation)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from kling_pipeline.store.documents import AlongRefused, TransactItem
+from kling_pipeline.store.documents import AlongRefused, TransactItem, refused_by_condition
 from kling_pipeline.store.generations import GenerationStore
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ class BudgetStore:
         try:
             self.transact(self.settlement(settlement, late=late))
         except AlongRefused as refused:
-            if refused.reasons[0].get("Code") == "ConditionalCheckFailed":
+            if refused_by_condition(refused.reasons[0]):
                 return False
             raise
         return True
@@ -218,7 +218,7 @@ class BudgetStore:
             self._table.meta.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or []  # type: ignore[assignment]
-            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
+            if any(map(refused_by_condition, reasons)):
                 raise AlongRefused(reasons) from exc
             raise
 

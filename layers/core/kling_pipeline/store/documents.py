@@ -313,12 +313,17 @@ def is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def refused_by_condition(reason: Mapping[str, Any]) -> bool:
+    """Whether one of a refused transaction's CancellationReasons is its item's own condition."""
+    return reason.get("Code") == "ConditionalCheckFailed"
+
+
 def is_cancelled_by_condition(exc: ClientError) -> bool:
     """A transaction one of whose conditions refused it (nothing of it was written)."""
     if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return False
     reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or []  # type: ignore[assignment]
-    return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons)
+    return any(map(refused_by_condition, reasons))
 
 
 def _refusal(exc: ClientError) -> tuple[bool, Mapping[str, Any] | None]:
@@ -330,9 +335,9 @@ def _refusal(exc: ClientError) -> tuple[bool, Mapping[str, Any] | None]:
     if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return False, None
     reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or []  # type: ignore[assignment]
-    if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+    if reasons and refused_by_condition(reasons[0]):
         return True, reasons[0].get("Item")
-    if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons[1:]):
+    if any(map(refused_by_condition, reasons[1:])):
         raise AlongRefused(reasons[1:]) from exc
     return False, None
 
